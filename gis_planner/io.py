@@ -7,16 +7,37 @@ target folder, which is then renamed over the target, so a crash never leaves ha
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 
-__all__ = ["atomic_path", "write_layers", "write_csv"]
+from ._errors import LayerError
+from .schema import LAYER_NAMES, Layers, ValidationReport, validate_layers
+
+__all__ = [
+    "atomic_path",
+    "detect_dbf_encoding",
+    "file_sha256",
+    "read_layer",
+    "read_layers",
+    "write_csv",
+    "write_layers",
+]
+
+_LON_NAMES = ("lon", "lng", "longitude", "x", "经度", "经度坐标")
+_LAT_NAMES = ("lat", "latitude", "y", "纬度", "纬度坐标")
+_CODEPAGES = {
+    "936": "GBK", "cp936": "GBK", "gbk": "GBK", "gb2312": "GBK", "gb18030": "GB18030", "ansi 936": "GBK",
+    "65001": "UTF-8", "utf-8": "UTF-8", "utf8": "UTF-8", "ansi 1252": "CP1252", "1252": "CP1252",
+}
 
 
 @contextlib.contextmanager
@@ -68,3 +89,282 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (used to prove inputs are never modified, and in run.json)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_dbf_encoding(shp_path: str | os.PathLike) -> tuple[str, str]:
+    """Decide the text encoding of a Shapefile's ``.dbf``.
+
+    The ``.cpg`` file wins when present; otherwise the record bytes are tried as UTF-8 and then GBK (the
+    encoding most Chinese desktop GIS exports use).
+
+    Returns
+    -------
+    (encoding, how it was decided) — e.g. ``("GBK", "decoded as GBK (not valid UTF-8)")``.
+    """
+    shp_path = Path(shp_path)
+    cpg = shp_path.with_suffix(".cpg")
+    if not cpg.exists():
+        cpg = shp_path.with_suffix(".CPG")
+    if cpg.exists():
+        declared = cpg.read_text(encoding="ascii", errors="ignore").strip()
+        enc = _CODEPAGES.get(declared.lower(), declared or "UTF-8")
+        return enc, f"declared in {cpg.name} ({declared})"
+    dbf = shp_path.with_suffix(".dbf")
+    if not dbf.exists():
+        dbf = shp_path.with_suffix(".DBF")
+    data = dbf.read_bytes()
+    header_len = int.from_bytes(data[8:10], "little") if len(data) >= 10 else 0
+    records = data[header_len:]
+    try:
+        records.decode("utf-8")
+        return "UTF-8", "no .cpg; records are valid UTF-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        records.decode("gbk")
+        return "GBK", "no .cpg; records are not valid UTF-8 but decode as GBK"
+    except UnicodeDecodeError as exc:
+        raise LayerError(f"{shp_path.name}: the .dbf is neither UTF-8 nor GBK ({exc}); add a .cpg file "
+                         "naming its encoding") from exc
+
+
+def _find_column(columns: list[str], wanted: str | None, names: tuple[str, ...], what: str,
+                 source: str) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise LayerError(f"{source}: {what} column '{wanted}' not found (columns: {', '.join(columns)})")
+        return wanted
+    lower = {str(c).strip().lower(): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    raise LayerError(f"{source}: no {what} column found (looked for {', '.join(names)}; "
+                     f"columns are {', '.join(map(str, columns))}); name it in plan.toml")
+
+
+def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: str | None) -> gpd.GeoDataFrame:
+    enc = encoding
+    if enc is None:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+            enc = "utf-8-sig"
+        except UnicodeDecodeError:
+            enc = "gbk"
+    df = pd.read_csv(path, encoding=enc, dtype=str, keep_default_na=False, na_values=[""])
+    cols = list(df.columns)
+    lon_col = _find_column(cols, lon, _LON_NAMES, "longitude", path.name)
+    lat_col = _find_column(cols, lat, _LAT_NAMES, "latitude", path.name)
+    x = pd.to_numeric(df[lon_col], errors="coerce")
+    y = pd.to_numeric(df[lat_col], errors="coerce")
+    bad = np.flatnonzero((x.isna() | y.isna()).to_numpy())
+    if len(bad):
+        pos = int(bad[0])
+        raise LayerError(f"{path.name} row {pos + 1}: {lon_col}/{lat_col} "
+                         f"{df[lon_col].iloc[pos]!r}/{df[lat_col].iloc[pos]!r} is not a coordinate pair "
+                         f"({len(bad)} such row(s))")
+    props = df.drop(columns=[lon_col, lat_col])
+    gdf = gpd.GeoDataFrame(props, geometry=gpd.points_from_xy(x, y), crs=crs or "EPSG:4326")
+    gdf.attrs["encoding"] = enc
+    return gdf
+
+
+def read_layer(
+    path: str | os.PathLike,
+    layer: str | None = None,
+    *,
+    crs: Any = None,
+    coord_system: str | None = None,
+    encoding: str | None = None,
+    lon: str | None = None,
+    lat: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Read one layer from a GeoPackage, GeoJSON, Shapefile or lon/lat CSV.
+
+    Parameters
+    ----------
+    path : the file. ``.gpkg`` (give ``layer``), ``.geojson``/``.json``, ``.shp``, ``.csv``.
+    layer : layer name inside a GeoPackage.
+    crs : CRS to assume when the file declares none (CSV default EPSG:4326). Never overrides a declared CRS.
+    coord_system : ``"gcj02"`` (Amap/Tencent) or ``"bd09"`` (Baidu) when the lon/lat are in those
+        systems; they are converted to WGS-84 on read.
+    encoding : Shapefile/CSV text encoding; detected when omitted (``.cpg``, else UTF-8, else GBK).
+    lon, lat : CSV coordinate column names (detected from lon/lng/longitude/经度 … when omitted).
+
+    Returns
+    -------
+    GeoDataFrame; ``attrs["source"]`` says file, layer, encoding and coordinate system used.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LayerError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    info: dict[str, Any] = {"path": str(path), "layer": layer}
+    try:
+        if suffix == ".csv":
+            gdf = _read_csv(path, lon, lat, crs, encoding)
+            info["encoding"] = gdf.attrs.pop("encoding")
+        elif suffix == ".shp":
+            enc, how = (encoding, "given") if encoding else detect_dbf_encoding(path)
+            gdf = pyogrio.read_dataframe(path, encoding=enc)
+            info["encoding"], info["encoding_note"] = enc, how
+        elif suffix in (".gpkg", ".geojson", ".json", ".fgb"):
+            gdf = pyogrio.read_dataframe(path, layer=layer) if layer else pyogrio.read_dataframe(path)
+        else:
+            raise LayerError(f"{path.name}: unsupported format '{suffix}' "
+                             "(use .gpkg, .geojson, .shp, .csv, or a PostGIS URL)")
+    except pyogrio.errors.DataLayerError as exc:
+        raise LayerError(f"{path.name}: cannot read layer {layer!r}: {exc}") from exc
+    except pyogrio.errors.DataSourceError as exc:
+        raise LayerError(f"{path.name}: not a readable {suffix} file: {exc}") from exc
+    if gdf.crs is None and crs is not None:
+        gdf = gdf.set_crs(crs)
+    if coord_system and coord_system.lower() not in ("wgs84", "cgcs2000"):
+        from .crs import to_wgs84
+
+        if gdf.crs is None:
+            gdf = gdf.set_crs("EPSG:4326")
+        gdf = to_wgs84(gdf, coord_system)
+        info["coord_system"] = coord_system.lower()
+    gdf.attrs["source"] = info
+    return gdf
+
+
+def _label(path: Path, layer: str | None) -> str:
+    return f"{path.name}:{layer}" if layer and path.suffix.lower() == ".gpkg" else path.name
+
+
+_LAYER_FILE_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
+
+
+def _layer_files(folder: Path) -> dict[str, Path]:
+    """Map layer names to files in a folder by file name (``compounds.shp``, ``小区.shp``, ``roads.geojson``)."""
+    from .schema import layer_spec
+
+    names: dict[str, str] = {}
+    for layer in LAYER_NAMES:
+        for alias in [layer, *layer_spec(layer).get("file_aliases", [])]:
+            names[alias.lower()] = layer
+    found: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        layer = names.get(f.stem.lower())
+        if layer is None or f.suffix.lower() not in _LAYER_FILE_SUFFIXES:
+            continue
+        if layer in found:
+            raise LayerError(f"{folder.name}/: two files for layer '{layer}': {found[layer].name} and {f.name}")
+        found[layer] = f
+    if not found:
+        raise LayerError(f"{folder}: no layer files found (expected names like compounds.shp, roads.geojson, "
+                         "小区.shp, 道路.shp)")
+    return found
+
+
+def read_layers(
+    source: str | os.PathLike | Mapping[str, Any],
+    *,
+    metric_crs: Any = "auto",
+    facility_types: Mapping[str, str] | None = None,
+    current_year: int | None = None,
+) -> Layers:
+    """Read, validate and project the input layers of a plan.
+
+    Parameters
+    ----------
+    source : a GeoPackage holding layers ``compounds``, ``vacant``, ``facilities``, ``roads``, ``projects`` and
+        optionally ``boundaries``; a folder of one file per layer named after the layer (``compounds.shp``,
+        ``小区.shp``, ``roads.geojson`` ...); or a mapping layer name → file path, or → a dict of :func:`read_layer`
+        keywords plus ``path`` (e.g. ``{"path": "poi.csv", "coord_system": "gcj02"}``).
+    metric_crs : ``"auto"`` (CGCS2000 3° Gauss-Krüger inside China, UTM elsewhere), an EPSG code / CRS, or
+        None to keep the compounds' CRS.
+    facility_types : optional facility-type vocabulary (name → key) from the plan's standards.
+    current_year : year used to reject future build years (default: today).
+
+    Returns
+    -------
+    Layers — validated, in one metric CRS. Raises LayerError listing every error when validation fails.
+    """
+    raw: dict[str, gpd.GeoDataFrame | None] = {}
+    sources: dict[str, str] = {}
+    report_notes: list[str] = []
+    if isinstance(source, Mapping):
+        specs = dict(source)
+        unknown = sorted(set(specs) - set(LAYER_NAMES))
+        if unknown:
+            raise LayerError(f"unknown layer name(s) {', '.join(unknown)}; layers are {', '.join(LAYER_NAMES)}")
+        for name in LAYER_NAMES:
+            spec = specs.get(name)
+            if spec is None:
+                raw[name] = None
+                continue
+            kwargs = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            path = Path(kwargs.pop("path"))
+            if path.suffix.lower() == ".gpkg":
+                kwargs.setdefault("layer", name)
+            raw[name] = read_layer(path, **kwargs)
+            sources[name] = _label(path, kwargs.get("layer"))
+    elif Path(source).is_dir():
+        found = _layer_files(Path(source))
+        for name in LAYER_NAMES:
+            raw[name] = read_layer(found[name]) if name in found else None
+            if name in found:
+                sources[name] = found[name].name
+        report_notes.append(f"{Path(source).name}/: layer files " +
+                            ", ".join(f"{n}={p.name}" for n, p in sorted(found.items())))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise LayerError(f"{path}: file not found")
+        if path.suffix.lower() != ".gpkg":
+            raise LayerError(f"{path.name}: a layers file must be a GeoPackage with layers "
+                             f"{', '.join(LAYER_NAMES)}; map other formats layer by layer in plan.toml")
+        present = {str(n) for n in pyogrio.list_layers(path)[:, 0]}
+        for name in LAYER_NAMES:
+            raw[name] = read_layer(path, layer=name) if name in present else None
+            sources[name] = _label(path, name)
+        extra = sorted(present - set(LAYER_NAMES))
+        if extra:
+            report_notes.append(f"{path.name}: layer(s) {', '.join(extra)} ignored")
+    for name, gdf in raw.items():
+        if gdf is not None and gdf.attrs.get("source", {}).get("encoding_note"):
+            s = gdf.attrs["source"]
+            report_notes.append(f"{sources[name]}: text encoding {s['encoding']} ({s['encoding_note']})")
+        if gdf is not None and gdf.attrs.get("source", {}).get("coord_system"):
+            report_notes.append(f"{sources[name]}: converted from {gdf.attrs['source']['coord_system']} to WGS-84")
+    cleaned, report = validate_layers(raw, source=sources, facility_types=facility_types,
+                                      current_year=current_year)
+    report.notes.extend(report_notes)
+    if report.errors:
+        err = LayerError(f"{len(report.errors)} error(s) in the input layers:\n{report}")
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    compounds = cleaned["compounds"]
+    if metric_crs is not None:
+        from .crs import metric_crs as choose_crs
+
+        target = choose_crs(compounds) if metric_crs == "auto" else metric_crs
+        if compounds.crs is not None and (compounds.crs.is_geographic or metric_crs != "auto"):
+            cleaned = {n: g.to_crs(target) if len(g) else g.set_crs(target, allow_override=True)
+                       for n, g in cleaned.items()}
+            report.notes.append(f"layers projected to {cleaned['compounds'].crs.name}")
+    return Layers(**{n: cleaned.get(n) for n in LAYER_NAMES}, report=report, sources=sources)
+
+
+def validate_file(source: str | os.PathLike | Mapping[str, Any], **kwargs: Any) -> tuple[Layers | None, ValidationReport]:
+    """Like :func:`read_layers` but returns the report instead of raising on validation errors."""
+    try:
+        layers = read_layers(source, **kwargs)
+    except LayerError as exc:
+        rep = getattr(exc, "report", None)
+        if rep is None:
+            raise
+        return None, rep
+    return layers, layers.report

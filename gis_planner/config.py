@@ -1,0 +1,159 @@
+"""plan.toml → validated settings, with clear errors for unknown keys and wrong types."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["PlanConfig", "default_settings", "load_config"]
+
+#: Sections whose contents are checked by the stage that uses them, not against defaults.toml.
+FREE_SECTIONS = ("layers", "standards")
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    with resources.files("gis_planner").joinpath("data/defaults.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def default_settings() -> dict[str, Any]:
+    """A deep copy of the default settings (``data/defaults.toml``)."""
+    return copy.deepcopy(_defaults())
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Validated plan settings.
+
+    Attributes
+    ----------
+    name : plan name, used in titles and output names.
+    layers : where the input layers come from: a GeoPackage path, or layer name → path / read options; None
+        when the layers are given directly (notebooks) or on the command line.
+    settings : every section with defaults filled in (``settings["network"]["max_snap_m"]`` ...).
+    standards : overrides of the facility standards, passed to the standards loader.
+    source : the plan.toml path, or None.
+    given : the settings exactly as the user gave them (recorded in run.json).
+    """
+
+    name: str = "plan"
+    layers: Any = None
+    settings: dict[str, Any] = field(default_factory=default_settings)
+    standards: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    given: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Settings of one section (a copy)."""
+        return copy.deepcopy(self.settings.get(name, {}))
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true/false", int: "a whole number", float: "a number", str: "text", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _check(where: str, given: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``given`` into ``default`` recursively, rejecting unknown keys and wrong types."""
+    out = copy.deepcopy(dict(default))
+    for key, value in given.items():
+        if key not in default:
+            known = ", ".join(sorted(default)) or "(none)"
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+        ref = default[key]
+        if isinstance(ref, dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: '{key}' must be a table [{key}], got {value!r}")
+            inner = f"{where[:-1]}.{key}]" if where.endswith("]") else f"{where} [{key}]"
+            out[key] = _check(inner, value, ref)
+            continue
+        ok = (
+            isinstance(value, type(ref))
+            and not (isinstance(value, bool) and not isinstance(ref, bool))
+        ) or (isinstance(ref, float) and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{where}: '{key}' must be {_type_name(ref)}, got {value!r}")
+        out[key] = float(value) if isinstance(ref, float) else value
+    return out
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None, **overrides: Any) -> PlanConfig:
+    """Read and validate plan settings.
+
+    Parameters
+    ----------
+    source : a ``plan.toml`` path, a dict with the same structure, or None for all defaults.
+    **overrides : sections to merge on top (e.g. ``network={"max_snap_m": 300}``), as a notebook would.
+
+    Returns
+    -------
+    PlanConfig. Relative layer paths in a plan.toml are resolved against the file's folder.
+
+    Raises
+    ------
+    ConfigError naming the file, section and key for unknown keys, wrong types and TOML syntax errors.
+    """
+    path: Path | None = None
+    if source is None:
+        given: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        given = copy.deepcopy(dict(source))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"{path}: plan file not found")
+        try:
+            with path.open("rb") as fh:
+                given = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(given.get(key), Mapping):
+            given[key] = {**given[key], **value}
+        else:
+            given[key] = value
+    where = path.name if path else "plan settings"
+    defaults = _defaults()
+    known = set(defaults) | set(FREE_SECTIONS)
+    for key in given:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown section or key '{key}' (known: {', '.join(sorted(known))})")
+    layers = given.get("layers")
+    if layers is not None:
+        layers = _resolve_layers(layers, path.parent if path else None, where)
+    standards = given.get("standards", {})
+    if not isinstance(standards, Mapping):
+        raise ConfigError(f"{where}: [standards] must be a table")
+    settings = _check(where, {k: v for k, v in given.items() if k not in FREE_SECTIONS}, defaults)
+    return PlanConfig(name=settings["name"], layers=layers, settings=settings, standards=dict(standards),
+                      source=path, given=given)
+
+
+def _resolve_layers(layers: Any, base: Path | None, where: str) -> Any:
+    def resolve(p: str) -> str:
+        pp = Path(p)
+        return str(pp if pp.is_absolute() or base is None else base / pp)
+
+    if isinstance(layers, str):
+        return resolve(layers)
+    if isinstance(layers, Mapping):
+        out: dict[str, Any] = {}
+        for name, spec in layers.items():
+            if isinstance(spec, str):
+                out[name] = resolve(spec)
+            elif isinstance(spec, Mapping) and "path" in spec:
+                out[name] = {**spec, "path": resolve(spec["path"])}
+            else:
+                raise ConfigError(f"{where}: [layers] {name} must be a path or a table with 'path', got {spec!r}")
+        return out
+    raise ConfigError(f"{where}: 'layers' must be a GeoPackage path or a [layers] table, got {layers!r}")

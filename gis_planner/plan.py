@@ -1,0 +1,265 @@
+"""Plan (settings + layers) → PlanResult: the only orchestration of the pipeline stages."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from . import __version__
+from .config import PlanConfig, load_config
+from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers
+from .schema import Layers
+
+__all__ = ["Plan", "PlanResult", "STAGES"]
+
+#: (key, English label, Chinese label) of each stage, in pipeline order. Later stages are appended as
+#: they are built; Plan.run() runs those whose function exists.
+STAGES: list[tuple[str, str, str]] = [
+    ("read", "read and validate layers", "读取并校验图层"),
+]
+
+ProgressFn = Callable[[int, int, str, str], None]
+
+
+@dataclass
+class PlanResult:
+    """Everything a run produced.
+
+    Attributes
+    ----------
+    config : the validated settings.
+    layers : the validated input layers (metric CRS).
+    outputs : output layers by name (``compounds``, ``bundles``, ``vacant``, ``facilities``, ...).
+    tables : output tables by name (``coverage``, ``bundles`` ...), written as CSV.
+    timings : seconds per stage.
+    messages : warnings and notes gathered during the run, in order.
+    outdir : where the run was written, if it was.
+    """
+
+    config: PlanConfig
+    layers: Layers
+    outputs: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    outdir: Path | None = None
+
+    # ----------------------------------------------------------------- summaries
+    def summary_rows(self) -> list[tuple[str, str, str]]:
+        """(label, value, 说明) rows for the run summary."""
+        c = self.outputs.get("compounds", self.layers.compounds)
+        rows = [
+            ("compounds", f"{len(c)}", "小区"),
+            ("households", f"{int(c['households'].fillna(0).sum()):,}", "户数"),
+            ("floor area m²", f"{float(c['floor_area_m2'].fillna(0).sum()):,.0f}", "建筑面积"),
+        ]
+        for name, zh in (("vacant", "存量用地"), ("facilities", "现状设施"), ("roads", "道路"),
+                         ("projects", "收益项目")):
+            g = getattr(self.layers, name)
+            rows.append((name, "—" if g is None else f"{len(g)}", zh))
+        rows.append(("CRS", str(self.layers.crs.name if self.layers.crs else "—"), "坐标系"))
+        rows.append(("warnings", f"{len(self.layers.report.warnings)}", "输入警告"))
+        return rows
+
+    def summary(self) -> str:
+        """A plain-text summary table (what `gis-planner run` prints)."""
+        rows = self.summary_rows()
+        width = max(len(r[0]) for r in rows)
+        vwidth = max(len(r[1]) for r in rows)
+        lines = [f"Plan '{self.config.name}' — 运行摘要"]
+        lines += [f"  {a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
+        total = sum(self.timings.values())
+        lines.append("  stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+                     + f" (total {total:.2f} s)")
+        if self.outdir is not None:
+            lines.append(f"  outputs 输出: {self.outdir}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><td>{html.escape(a)}</td><td style='text-align:right'>{html.escape(b)}</td>"
+                       f"<td>{html.escape(c)}</td></tr>" for a, b, c in self.summary_rows())
+        return (f"<div><b>Plan {html.escape(self.config.name)}</b><table>{body}</table>"
+                f"<p>{html.escape(', '.join(f'{k} {v:.2f} s' for k, v in self.timings.items()))}</p></div>")
+
+    # ----------------------------------------------------------------- writing
+    def write(self, outdir: str | os.PathLike) -> Path:
+        """Write ``plan.gpkg``, the CSV tables and ``run.json`` into ``outdir`` (each file atomically)."""
+        outdir = Path(outdir)
+        t0 = time.perf_counter()
+        outdir.mkdir(parents=True, exist_ok=True)
+        layers = {name: _sorted_layer(gdf, name) for name, gdf in self.outputs.items()}
+        write_layers(layers, outdir / "plan.gpkg")
+        for name, table in self.tables.items():
+            write_csv(table, outdir / f"{name}.csv")
+        self.outdir = outdir
+        self.timings["write"] = time.perf_counter() - t0
+        manifest = run_manifest(self)
+        with atomic_path(outdir / "run.json") as tmp:
+            tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        return outdir
+
+
+_ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
+               "bundles": "bundle_id", "proposed_facilities": "facility_id", "projects": "project_id",
+               "roads": "road_id", "boundaries": "boundary_id"}
+
+
+def _sorted_layer(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    key = _ID_COLUMNS.get(name)
+    if key and key in gdf.columns:
+        return gdf.sort_values(key, kind="stable").reset_index(drop=True)
+    return gdf.reset_index(drop=True)
+
+
+def _versions() -> dict[str, str]:
+    import networkx
+    import numpy
+    import pyogrio
+    import pyproj
+    import scipy
+    import shapely
+
+    return {
+        "gis_planner": __version__, "python": platform.python_version(), "geopandas": gpd.__version__,
+        "shapely": shapely.__version__, "pyproj": pyproj.__version__, "pyogrio": pyogrio.__version__,
+        "gdal": pyogrio.__gdal_version_string__, "numpy": numpy.__version__, "pandas": pd.__version__,
+        "scipy": scipy.__version__, "networkx": networkx.__version__,
+    }
+
+
+def _input_files(result: PlanResult) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    layers_src = result.config.layers
+    paths: list[str] = []
+    if isinstance(layers_src, str):
+        paths.append(layers_src)
+    elif isinstance(layers_src, Mapping):
+        paths += [s if isinstance(s, str) else s["path"] for s in layers_src.values()]
+    for p in sorted(set(paths)):
+        if os.path.exists(p):
+            files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}
+    if result.config.source is not None:
+        p = str(result.config.source)
+        files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}
+    return files
+
+
+def run_manifest(result: PlanResult) -> dict[str, Any]:
+    """The content of ``run.json``: inputs and their hashes, settings, versions, timings, outputs."""
+    return {
+        "plan": result.config.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "inputs": _input_files(result),
+        "layer_sources": result.layers.sources,
+        "config": {"given": result.config.given, "effective": result.config.settings,
+                   "standards_overrides": result.config.standards},
+        "crs": result.layers.crs.to_string() if result.layers.crs else None,
+        "versions": _versions(),
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        "validation": {"errors": len(result.layers.report.errors),
+                       "warnings": [p.message for p in result.layers.report.warnings],
+                       "notes": result.layers.report.notes},
+        "messages": result.messages,
+        "outputs": {"layers": {k: len(v) for k, v in result.outputs.items()},
+                    "tables": {k: len(v) for k, v in result.tables.items()}},
+    }
+
+
+class Plan:
+    """A renovation plan: settings plus input layers. ``Plan(...).run()`` runs every stage in order.
+
+    Parameters
+    ----------
+    layers : validated :class:`Layers`, a layers GeoPackage path, or a mapping layer → path; defaults to the
+        ``layers`` entry of the config.
+    config : a plan.toml path, a settings dict or a :class:`PlanConfig`; None for all defaults.
+    **overrides : settings sections merged on top of the config (``network={"max_snap_m": 300}``).
+
+    Examples
+    --------
+    >>> from gis_planner import Plan
+    >>> result = Plan("layers/sample_district.gpkg").run("outputs/sample")  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+    """
+
+    def __init__(self, layers: Layers | str | os.PathLike | Mapping[str, Any] | None = None,
+                 config: PlanConfig | str | os.PathLike | Mapping[str, Any] | None = None,
+                 **overrides: Any):
+        if isinstance(config, PlanConfig):
+            if overrides:
+                given = {**config.given}
+                for k, v in overrides.items():
+                    given[k] = {**given.get(k, {}), **v} if isinstance(v, Mapping) else v
+                config = load_config(given)
+        else:
+            config = load_config(config, **overrides)
+        if layers is not None and not isinstance(layers, Layers):
+            src = str(layers) if isinstance(layers, (str, os.PathLike)) else layers
+            config = PlanConfig(name=config.name, layers=src, settings=config.settings,
+                                standards=config.standards, source=config.source, given=config.given)
+        self.config = config
+        self._layers = layers if isinstance(layers, Layers) else None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides: Any) -> Plan:
+        """A plan from a ``plan.toml`` file."""
+        return cls(config=path, **overrides)
+
+    def load_layers(self) -> Layers:
+        """Read and validate the input layers (cached)."""
+        if self._layers is None:
+            if self.config.layers is None:
+                from ._errors import ConfigError
+
+                raise ConfigError("no layers given: pass a layers GeoPackage (--layers) or set 'layers' in plan.toml")
+            metric = self.config.settings["crs"]["metric"]
+            self._layers = read_layers(self.config.layers, metric_crs=metric)
+        return self._layers
+
+    def run(self, outdir: str | os.PathLike | None = None, *, progress: ProgressFn | None = None) -> PlanResult:
+        """Run every available stage; write the outputs when ``outdir`` is given.
+
+        Parameters
+        ----------
+        outdir : output folder (``plan.gpkg``, CSV tables, ``run.json`` ...); None keeps results in memory.
+        progress : optional callback ``(index, total, stage_key, label)`` called before each stage.
+        """
+        timings: dict[str, float] = {}
+        total = len(STAGES)
+        if progress:
+            progress(1, total, "read", "read and validate layers 读取并校验图层")
+        t0 = time.perf_counter()
+        layers = self.load_layers()
+        timings["read"] = time.perf_counter() - t0
+        result = PlanResult(config=self.config, layers=layers, timings=timings)
+        result.messages.extend(str(p) for p in layers.report.warnings)
+        result.outputs["compounds"] = layers.compounds.copy()
+        for name in ("vacant", "facilities"):
+            g = getattr(layers, name)
+            if g is not None:
+                result.outputs[name] = g.copy()
+        for i, (key, en, zh) in enumerate(STAGES[1:], start=2):
+            if progress:
+                progress(i, total, key, f"{en} {zh}")
+            t0 = time.perf_counter()
+            _STAGE_FUNCTIONS[key](result)
+            timings[key] = time.perf_counter() - t0
+        if outdir is not None and self.config.settings["run"]["write_outputs"]:
+            result.write(outdir)
+        return result
+
+
+#: stage key → function(PlanResult) that adds its outputs; filled as stages are built.
+_STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {}

@@ -1,0 +1,566 @@
+"""Layer schemas and validation: canonical columns, Chinese aliases, types, ranges, geometry checks.
+
+The schemas themselves are data (``data/schema.toml``); this module applies them. Validation reports every
+problem at once, each naming the source, layer, row, id and field, and returns cleaned copies of the layers
+(aliases renamed, values typed, invalid geometries repaired). Input frames are never modified.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ._errors import Problem
+
+__all__ = [
+    "LAYER_NAMES",
+    "REQUIRED_LAYERS",
+    "Layers",
+    "ValidationReport",
+    "layer_spec",
+    "load_schema",
+    "normalise_columns",
+    "validate_layer",
+    "validate_layers",
+    "empty_layer",
+]
+
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries")
+REQUIRED_LAYERS = ("compounds",)
+
+_GEOMETRY_KINDS = {
+    "polygon": {"Polygon", "MultiPolygon"},
+    "line": {"LineString", "MultiLineString"},
+    "point": {"Point", "MultiPoint"},
+    "point_or_polygon": {"Point", "MultiPoint", "Polygon", "MultiPolygon"},
+    "any": {"Point", "MultiPoint", "Polygon", "MultiPolygon", "LineString", "MultiLineString"},
+}
+_YEAR_RE = re.compile(r"^\s*(\d{4})(?:\s*年)?(?:[-/.年]\s*\d{1,2}.*)?\s*$")
+_PERCENT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*[%％]\s*$")
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """Return the parsed ``data/schema.toml`` (layers, fields, vocabularies)."""
+    with resources.files("gis_planner").joinpath("data/schema.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def layer_spec(layer: str) -> dict[str, Any]:
+    """The schema of one layer: ``{"title_zh", "geometry", "id", "fields": {name: spec}}``."""
+    layers = load_schema()["layers"]
+    if layer not in layers:
+        raise KeyError(f"unknown layer {layer!r}; layers are {', '.join(layers)}")
+    return layers[layer]
+
+
+@cache
+def _facility_vocabulary() -> dict[str, str]:
+    """Map facility-type keys, Chinese names and aliases → key, from ``data/standards.toml``."""
+    with resources.files("gis_planner").joinpath("data/standards.toml").open("rb") as fh:
+        types = tomllib.load(fh)["facility_types"]
+    vocab: dict[str, str] = {}
+    for key, spec in types.items():
+        for name in [key, spec.get("name_zh", ""), spec.get("name_en", ""), *spec.get("aliases_zh", [])]:
+            if name:
+                vocab.setdefault(str(name).strip().lower(), key)
+    return vocab
+
+
+def _vocabulary(name: str, facility_types: Mapping[str, str] | None) -> dict[str, str]:
+    if name == "facility_types":
+        return dict(facility_types) if facility_types is not None else _facility_vocabulary()
+    values = load_schema()["values"][name]
+    vocab: dict[str, str] = {}
+    for key, aliases in values.items():
+        for alias in [key, *aliases]:
+            vocab.setdefault(str(alias).strip().lower(), key)
+    return vocab
+
+
+def empty_layer(layer: str, crs: Any = None) -> gpd.GeoDataFrame:
+    """An empty GeoDataFrame with the required columns of ``layer``."""
+    spec = layer_spec(layer)
+    cols = [name for name, f in spec["fields"].items() if f.get("required")]
+    return gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in cols}, geometry=gpd.GeoSeries([], crs=crs),
+                            crs=crs)
+
+
+def normalise_columns(
+    gdf: gpd.GeoDataFrame, layer: str
+) -> tuple[gpd.GeoDataFrame, dict[str, str], list[tuple[str, str]]]:
+    """Rename Chinese / alternative column names to the canonical names of ``layer``.
+
+    Matching ignores case and surrounding blanks. A canonical column already present wins over an alias.
+
+    Returns
+    -------
+    (renamed copy, mapping old → new, conflicts as (alias, canonical) pairs where both were present)
+    """
+    fields = layer_spec(layer)["fields"]
+    lookup: dict[str, str] = {}
+    for name in fields:
+        lookup.setdefault(name.lower(), name)
+    for name, f in fields.items():
+        for alias in f.get("aliases", []):
+            lookup.setdefault(str(alias).strip().lower(), name)
+    present = {c for c in gdf.columns if c != gdf.geometry.name}
+    renames: dict[str, str] = {}
+    conflicts: list[tuple[str, str]] = []
+    taken = {c for c in present if c in fields}
+    for col in gdf.columns:
+        if col == gdf.geometry.name or col in fields:
+            continue
+        key = str(col).strip().lower()
+        target = lookup.get(key)
+        if target is None and len(key) == 10:
+            # Shapefile .dbf field names are cut to 10 characters: compound_i → compound_id
+            prefixed = [name for name in fields if name.lower().startswith(key)]
+            target = prefixed[0] if len(prefixed) == 1 else None
+        if target is None:
+            continue
+        if target in taken:
+            conflicts.append((str(col), target))
+            continue
+        renames[col] = target
+        taken.add(target)
+    return gdf.rename(columns=renames), renames, conflicts
+
+
+@dataclass
+class ValidationReport:
+    """All problems found in a set of layers, and what was done about them.
+
+    ``exit_code`` follows the CLI contract: 0 clean, 1 warnings only, 2 errors.
+    """
+
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.errors else (1 if self.warnings else 0)
+
+    def __str__(self) -> str:
+        lines = [str(p) for p in self.errors] + [str(p) for p in self.warnings]
+        lines += [f"NOTE: {n}" for n in self.notes]
+        lines.append(
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s) — "
+            f"错误 {len(self.errors)} 项，警告 {len(self.warnings)} 项"
+        )
+        return "\n".join(lines)
+
+
+class _Collector:
+    """Builds Problems with a consistent 'source:layer row N (id=X): field …' prefix."""
+
+    def __init__(self, source: str, layer: str, ids: pd.Series | None):
+        self.source, self.layer, self.ids = source, layer, ids
+        self.problems: list[Problem] = []
+
+    def where(self, pos: int | None) -> str:
+        if pos is None:
+            return f"{self.source} layer '{self.layer}'"
+        fid = None if self.ids is None else self.ids.iloc[pos]
+        fid_txt = "" if fid is None or (isinstance(fid, float) and np.isnan(fid)) else f" (id={fid})"
+        return f"{self.source} layer '{self.layer}' row {int(pos) + 1}{fid_txt}"
+
+    def add(self, severity: str, code: str, text: str, pos: int | None = None, fld: str | None = None) -> None:
+        fid = None
+        if pos is not None and self.ids is not None:
+            v = self.ids.iloc[pos]
+            fid = None if pd.isna(v) else str(v)
+        self.problems.append(Problem(severity=severity, layer=self.layer, message=f"{self.where(pos)}: {text}",
+                                     row=None if pos is None else int(pos) + 1, feature_id=fid, field=fld, code=code))
+
+
+def _as_id_strings(series: pd.Series) -> pd.Series:
+    """Ids as strings; whole floats (17.0) become '17'."""
+    def conv(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        s = str(v).strip()
+        return s or None
+    return series.map(conv).astype(object)
+
+
+def _coerce_numeric(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    cleaned = values.map(lambda v: v.strip().replace(",", "") if isinstance(v, str) else v)
+    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+def _coerce_year(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+
+    def conv(v: Any) -> float:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return np.nan
+        if isinstance(v, (int, np.integer, float, np.floating)):
+            return float(v)
+        if isinstance(v, (_dt.date, pd.Timestamp)):
+            return float(v.year)
+        m = _YEAR_RE.match(str(v))
+        return float(m.group(1)) if m else np.nan
+
+    return values.map(conv).astype(float)
+
+
+def _coerce_fraction(values: pd.Series) -> pd.Series:
+    def conv(v: Any) -> float:
+        if isinstance(v, str):
+            m = _PERCENT_RE.match(v)
+            if m:
+                return float(m.group(1)) / 100.0
+        return v
+    if pd.api.types.is_numeric_dtype(values):
+        return _coerce_numeric(values)
+    return _coerce_numeric(values.map(conv).astype(object))
+
+
+def _coerce_bool(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(object)
+    vocab = _vocabulary("bool", None)
+
+    def conv(v: Any) -> Any:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer, float, np.floating)) and float(v) in (0.0, 1.0):
+            return bool(v)
+        key = vocab.get(str(v).strip().lower())
+        return {"true": True, "false": False}.get(key, "__bad__")
+    return values.map(conv).astype(object)
+
+
+def _check_field(
+    gdf: gpd.GeoDataFrame, name: str, spec: dict[str, Any], col: _Collector,
+    facility_types: Mapping[str, str] | None, current_year: int,
+) -> pd.Series:
+    """Type and range checks of one column; returns the typed column."""
+    raw = gdf[name]
+    kind = spec["type"]
+    present = raw.notna() & ~raw.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+
+    if kind == "str":
+        out = _as_id_strings(raw) if name.endswith("_id") else raw.map(
+            lambda v: None if (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)))
+            else (str(v).strip() or None)).astype(object)
+        vocab_name = spec.get("values")
+        if vocab_name:
+            vocab = _vocabulary(vocab_name, facility_types)
+            mapped = out.map(lambda v: None if v is None else vocab.get(str(v).strip().lower(), "__bad__"))
+            bad = np.flatnonzero((mapped == "__bad__").to_numpy())
+            allowed = sorted(set(vocab.values()))
+            for pos in bad:
+                col.add("error", "bad_value", f"{name} {out.iloc[pos]!r} is not a known value "
+                        f"(allowed: {', '.join(allowed)}, or their Chinese names)", pos, name)
+            out = mapped.where(mapped != "__bad__", None)
+        return out
+
+    if kind == "bool":
+        out = _coerce_bool(raw)
+        for pos in np.flatnonzero((out == "__bad__").to_numpy()):
+            col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not yes/no (是/否, true/false, 1/0)",
+                    pos, name)
+        return out.where(out != "__bad__", None)
+
+    if kind in ("int", "float"):
+        num = _coerce_numeric(raw)
+        word = "a whole number" if kind == "int" else "a number"
+    elif kind == "year":
+        num = _coerce_year(raw)
+        word = "a year"
+    elif kind == "fraction":
+        num = _coerce_fraction(raw)
+        word = "a fraction between 0 and 1"
+    else:  # pragma: no cover - schema data error
+        raise ValueError(f"schema.toml: unknown type {kind!r} for field {name}")
+
+    bad_type = present.to_numpy() & num.isna().to_numpy()
+    for pos in np.flatnonzero(bad_type):
+        col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not {word}", pos, name)
+    finite = num.notna().to_numpy().copy()
+    if kind in ("int", "year"):
+        frac = finite & (np.abs(num.to_numpy() - np.round(num.to_numpy())) > 1e-9)
+        for pos in np.flatnonzero(frac):
+            col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not {word}", pos, name)
+        finite &= ~frac
+        num = num.where(~frac)
+    lo, hi = spec.get("min"), spec.get("max")
+    if kind == "year":
+        hi = current_year if hi is None else min(hi, current_year)
+    values = num.to_numpy(dtype=float)
+    if lo is not None:
+        for pos in np.flatnonzero(finite & (values < lo)):
+            what = "negative" if lo == 0 else f"below {lo}"
+            col.add("error", "out_of_range", f"{name} {raw.iloc[pos]!r} is {what} "
+                    f"(allowed {lo}–{hi if hi is not None else '∞'})", pos, name)
+    if hi is not None:
+        for pos in np.flatnonzero(finite & (values > hi)):
+            extra = ""
+            if kind == "fraction" and values[pos] <= 100:
+                extra = " — looks like a percentage; give 0–1 or write it as '85%'"
+            elif kind == "year":
+                extra = f" — in the future (now {current_year})"
+            col.add("error", "out_of_range", f"{name} {raw.iloc[pos]!r} is above {hi}{extra}", pos, name)
+    if kind in ("int", "year"):
+        return num.round().astype("Int64")
+    return num
+
+
+def _check_geometry(gdf: gpd.GeoDataFrame, kind: str, col: _Collector) -> gpd.GeoSeries:
+    geom = gdf.geometry
+    arr = geom.array
+    missing = np.asarray(geom.isna()) | np.asarray(shapely.is_empty(np.asarray(arr)))
+    for pos in np.flatnonzero(missing):
+        col.add("error", "empty_geometry", "geometry is empty or null", pos, "geometry")
+    types = np.asarray(geom.geom_type.fillna(""))
+    allowed = _GEOMETRY_KINDS[kind]
+    wrong = ~missing & ~np.isin(types, list(allowed))
+    for pos in np.flatnonzero(wrong):
+        col.add("error", "wrong_geometry", f"geometry is a {types[pos]}, expected {kind.replace('_', ' or ')}",
+                pos, "geometry")
+    geoms = np.asarray(arr)
+    ok = ~missing & ~wrong
+    invalid = ok & ~shapely.is_valid(geoms)
+    if invalid.any():
+        reasons = shapely.is_valid_reason(geoms[invalid])
+        repaired = shapely.make_valid(geoms[invalid])
+        if kind in ("polygon", "point_or_polygon"):
+            repaired = np.array([_keep_polygons(g) for g in repaired], dtype=object)
+        for pos, why in zip(np.flatnonzero(invalid), reasons, strict=True):
+            col.add("warning", "invalid_geometry", f"invalid geometry ({why}) repaired with make_valid",
+                    pos, "geometry")
+        geoms = geoms.copy()
+        geoms[invalid] = repaired
+    return gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs)
+
+
+def _keep_polygons(g: shapely.Geometry) -> shapely.Geometry:
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return g
+    return shapely.union_all(parts)
+
+
+def validate_layer(
+    gdf: gpd.GeoDataFrame,
+    layer: str,
+    *,
+    source: str = "",
+    facility_types: Mapping[str, str] | None = None,
+    current_year: int | None = None,
+) -> tuple[gpd.GeoDataFrame, list[Problem]]:
+    """Validate one layer against its schema.
+
+    Parameters
+    ----------
+    gdf : the layer as read (any column names; Chinese aliases are recognised).
+    layer : schema layer name (``compounds``, ``vacant``, ``facilities``, ``roads``, ``projects``,
+        ``boundaries``).
+    source : file name used in messages (e.g. ``layers.gpkg``).
+    facility_types : optional vocabulary name → facility type key (defaults to the standards data).
+    current_year : year used to reject future build years (defaults to today).
+
+    Returns
+    -------
+    (typed copy with canonical columns, problems). The copy keeps unknown columns untouched.
+    """
+    current_year = current_year or _dt.date.today().year
+    spec = layer_spec(layer)
+    fields = spec["fields"]
+    source = source or "input"
+    out, renames, conflicts = normalise_columns(gdf, layer)
+    out = out.copy()
+    id_field = spec.get("id")
+    ids = _as_id_strings(out[id_field]) if id_field in out.columns else None
+    col = _Collector(source, layer, ids)
+    for alias, canonical in conflicts:
+        col.add("warning", "alias_conflict", f"column '{alias}' ignored: '{canonical}' is already present",
+                None, alias)
+
+    if len(out) == 0:
+        severity = "error" if layer in REQUIRED_LAYERS else "warning"
+        col.add(severity, "empty_layer", "the layer has no features")
+
+    for name, fspec in fields.items():
+        if name not in out.columns:
+            if fspec.get("required"):
+                aliases = ", ".join(fspec.get("aliases", [])[:4])
+                col.add("error", "missing_column",
+                        f"required column '{name}' is missing (also accepted: {aliases})", None, name)
+            continue
+        blank = out[name].isna().to_numpy() | out[name].map(
+            lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+        out[name] = _check_field(out, name, fspec, col, facility_types, current_year)
+        if fspec.get("nullable") is False:
+            nulls = np.flatnonzero(blank)
+            for pos in nulls:
+                col.add("error", "null_value", f"{name} is empty but required", pos, name)
+
+    if id_field in out.columns:
+        idv = out[id_field]
+        dup = idv.duplicated(keep="first") & idv.notna()
+        first = {v: i for i, v in reversed(list(enumerate(idv))) if v is not None}
+        for pos in np.flatnonzero(dup.to_numpy()):
+            col.add("error", "duplicate_id",
+                    f"{id_field} {idv.iloc[pos]!r} duplicates row {first[idv.iloc[pos]] + 1}", pos, id_field)
+
+    if out.crs is None and len(out):
+        col.add("error", "missing_crs", "the layer has no coordinate reference system (CRS); "
+                "set it in the source file or declare it in plan.toml ([layers.<name>] crs = 'EPSG:4326')")
+    if len(out):
+        out = out.set_geometry(_check_geometry(out, spec["geometry"], col))
+    return out, col.problems
+
+
+def validate_layers(
+    layers: Mapping[str, gpd.GeoDataFrame | None],
+    *,
+    source: str | Mapping[str, str] = "",
+    facility_types: Mapping[str, str] | None = None,
+    current_year: int | None = None,
+) -> tuple[dict[str, gpd.GeoDataFrame], ValidationReport]:
+    """Validate a set of layers, bring them to one CRS and check they overlap.
+
+    Layers in a CRS different from the compounds layer are reprojected to it (reported as warnings).
+    A layer whose extent does not overlap the compounds at all is an error (usually a wrong CRS or swapped
+    lon/lat). Missing optional layers are reported as warnings; a missing ``compounds`` layer is an error.
+
+    Returns
+    -------
+    (cleaned layers by name, ValidationReport)
+    """
+    report = ValidationReport()
+    sources = source if isinstance(source, Mapping) else {name: source for name in LAYER_NAMES}
+    cleaned: dict[str, gpd.GeoDataFrame] = {}
+    for name in LAYER_NAMES:
+        gdf = layers.get(name)
+        src = sources.get(name) or "input"
+        if gdf is None:
+            if name in REQUIRED_LAYERS:
+                report.problems.append(Problem("error", name, f"{src}: layer '{name}' is missing", code="missing_layer"))
+            elif name != "boundaries":
+                consequence = {
+                    "roads": "coverage falls back to straight-line distance × detour factor",
+                    "facilities": "every compound will show every facility type as missing",
+                    "vacant": "no sites can be proposed for missing facilities",
+                    "projects": "no revenue projects for funding balance",
+                }[name]
+                report.problems.append(Problem("warning", name, f"{src}: layer '{name}' is missing — {consequence}",
+                                               code="missing_layer"))
+            continue
+        clean, problems = validate_layer(gdf, name, source=src, facility_types=facility_types,
+                                         current_year=current_year)
+        report.problems.extend(problems)
+        cleaned[name] = clean
+
+    ref = cleaned.get("compounds")
+    target = ref.crs if ref is not None else None
+    if target is not None:
+        for name, gdf in list(cleaned.items()):
+            if gdf.crs is None or gdf.crs == target or len(gdf) == 0:
+                continue
+            src = sources.get(name) or "input"
+            report.problems.append(Problem(
+                "warning", name, f"{src} layer '{name}': CRS {gdf.crs.to_string()} differs from the compounds layer "
+                f"({target.to_string()}); reprojected", code="crs_mismatch"))
+            cleaned[name] = gdf.to_crs(target)
+        ref_bounds = _bounds(ref)
+        if ref_bounds is not None:
+            for name, gdf in cleaned.items():
+                if name == "compounds" or gdf.crs is None or len(gdf) == 0:
+                    continue
+                b = _bounds(gdf)
+                # Partner projects may lie outside the compounds' extent, so allow a margin of one extent
+                # (at least 5 km); a wrong CRS or swapped lon/lat puts layers far beyond it.
+                x0, y0, x1, y1 = ref_bounds
+                margin = max(x1 - x0, y1 - y0, 0.05 if target.is_geographic else 5000.0)
+                study = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
+                if b is not None and not shapely.box(*b).intersects(study):
+                    src = sources.get(name) or "input"
+                    report.problems.append(Problem(
+                        "error", name, f"{src} layer '{name}' does not overlap the compounds layer at all "
+                        f"(bounds {_fmt_bounds(b)} vs {_fmt_bounds(ref_bounds)}): wrong CRS or swapped lon/lat?",
+                        code="no_overlap"))
+    return cleaned, report
+
+
+def _bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] | None:
+    arr = np.asarray(gdf.geometry.array)
+    arr = arr[~shapely.is_missing(arr) & ~shapely.is_empty(arr)]
+    if len(arr) == 0:
+        return None
+    b = shapely.total_bounds(arr)
+    return tuple(float(v) for v in b) if np.all(np.isfinite(b)) else None
+
+
+def _fmt_bounds(b: tuple[float, float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
+
+
+@dataclass
+class Layers:
+    """The validated input layers of a plan, all in one metric CRS.
+
+    Attributes
+    ----------
+    compounds, vacant, facilities, roads, projects, boundaries : GeoDataFrames (None when absent).
+    report : the ValidationReport of reading and validating them.
+    sources : layer name → where it was read from (file and layer), for messages and run.json.
+    """
+
+    compounds: gpd.GeoDataFrame
+    vacant: gpd.GeoDataFrame | None = None
+    facilities: gpd.GeoDataFrame | None = None
+    roads: gpd.GeoDataFrame | None = None
+    projects: gpd.GeoDataFrame | None = None
+    boundaries: gpd.GeoDataFrame | None = None
+    report: ValidationReport = field(default_factory=ValidationReport)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def crs(self) -> Any:
+        return self.compounds.crs
+
+    def as_dict(self) -> dict[str, gpd.GeoDataFrame]:
+        """The present layers by name, in the canonical order."""
+        return {n: g for n in LAYER_NAMES if (g := getattr(self, n)) is not None}
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{n}</td><td>{layer_spec(n)['title_zh']}</td><td>{len(g)}</td></tr>"
+            for n, g in self.as_dict().items()
+        )
+        return (f"<table><thead><tr><th>layer</th><th>图层</th><th>features</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table><p>CRS: {self.crs}</p>")

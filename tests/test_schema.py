@@ -1,0 +1,85 @@
+"""Layer schemas: aliases, typing, ranges, vocabularies; inputs are never mutated."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+
+from gis_planner.schema import normalise_columns, validate_layer
+
+
+def _compounds(**cols):
+    n = len(next(iter(cols.values())))
+    return gpd.GeoDataFrame(cols, geometry=[shapely.box(i * 10, 0, i * 10 + 5, 5) for i in range(n)],
+                            crs="EPSG:4547")
+
+
+def test_chinese_aliases_and_truncated_shapefile_names():
+    gdf = _compounds(小区编号=["C1"], 小区名称=["幸福小区"], 建成年代=["1990年"], 户数=["120"],
+                     floor_area=[9000.0], consent_ra=["80%"], 街道=["城关街道"])
+    renamed, mapping, conflicts = normalise_columns(gdf, "compounds")
+    assert mapping == {"小区编号": "compound_id", "小区名称": "name", "建成年代": "build_year",
+                       "户数": "households", "floor_area": "floor_area_m2", "consent_ra": "consent_rate",
+                       "街道": "subdistrict"}
+    assert conflicts == []
+    out, problems = validate_layer(gdf, "compounds", source="t.gpkg", current_year=2026)
+    assert problems == []
+    row = out.iloc[0]
+    assert (row.build_year, row.households, row.consent_rate) == (1990, 120, 0.8)
+    assert str(out["build_year"].dtype) == "Int64"
+
+
+def test_canonical_column_wins_over_alias():
+    gdf = _compounds(compound_id=["C1"], 编号=["X"], name=["a"], build_year=[1990], households=[1],
+                     floor_area_m2=[1.0])
+    out, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert out["compound_id"].tolist() == ["C1"]
+    assert [p.code for p in problems] == ["alias_conflict"]
+
+
+def test_year_formats():
+    gdf = _compounds(compound_id=list("abcde"), name=list("abcde"),
+                     build_year=["1998", "1998年", "1998-06", 2001.0, None], households=[1] * 5,
+                     floor_area_m2=[1.0] * 5)
+    out, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert problems == []
+    assert out["build_year"].tolist()[:4] == [1998, 1998, 1998, 2001]
+    assert pd.isna(out["build_year"].iloc[4])
+
+
+def test_boolean_and_vocabulary_values():
+    gdf = _compounds(compound_id=["a", "b", "c"], name=["a", "b", "c"], build_year=[1990] * 3,
+                     households=[1] * 3, floor_area_m2=[1.0] * 3, is_urban_village=["是", "否", "maybe"])
+    out, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert out["is_urban_village"].tolist()[:2] == [True, False]
+    assert len(problems) == 1 and problems[0].message.endswith(
+        "row 3 (id=c): is_urban_village 'maybe' is not yes/no (是/否, true/false, 1/0)")
+
+    roads = gpd.GeoDataFrame({"道路等级": ["主干路", "支路", "path"]},
+                             geometry=[shapely.LineString([(0, 0), (1, 1)])] * 3, crs="EPSG:4547")
+    out, problems = validate_layer(roads, "roads")
+    assert problems == [] and out["road_class"].tolist() == ["arterial", "local", "path"]
+
+
+def test_numeric_ids_become_strings():
+    gdf = _compounds(compound_id=[17.0, 18], name=["a", "b"], build_year=[1990, 1991], households=[1, 2],
+                     floor_area_m2=[1.0, 2.0])
+    out, _ = validate_layer(gdf, "compounds", current_year=2026)
+    assert out["compound_id"].tolist() == ["17", "18"]
+
+
+def test_input_is_not_mutated():
+    gdf = _compounds(小区编号=["C1"], 小区名称=["x"], 建成年代=["abc"], 户数=[1], 建筑面积=[1.0])
+    snapshot = gdf.copy()
+    validate_layer(gdf, "compounds")
+    pd.testing.assert_frame_equal(pd.DataFrame(gdf), pd.DataFrame(snapshot))
+
+
+@pytest.mark.parametrize(("value", "fragment"), [(-0.2, "is negative"), (1.5, "is above 1 —"), ("x", "not a fraction")])
+def test_consent_rate_range(value, fragment):
+    gdf = _compounds(compound_id=["a"], name=["a"], build_year=[1990], households=[1], floor_area_m2=[1.0],
+                     consent_rate=[value])
+    _, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert len(problems) == 1 and fragment in problems[0].message
