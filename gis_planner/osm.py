@@ -1,0 +1,826 @@
+"""OpenStreetMap extract (.osm, .osm.pbf, .osm.bz2) → the five gis_planner layers, by a tag mapping kept as data."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import osmium
+import osmium.filter
+import osmium.geom
+import pandas as pd
+import shapely
+
+from gis_planner._errors import ConfigError, LayerError
+
+__all__ = ["OsmReport", "read_osm", "import_osm", "load_osm_tags", "SUPPORTED_SUFFIXES", "LAYER_NAMES"]
+
+#: File name endings read (pyosmium picks the format and compression from them).
+SUPPORTED_SUFFIXES = (".osm", ".osm.pbf", ".pbf", ".osm.bz2", ".osm.gz")
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects")
+ATTRIBUTION = "© OpenStreetMap contributors (ODbL 1.0)"
+ESTIMATED_FIELDS = "households,floor_area_m2"
+
+# Output columns per layer (names and types are those of gis_planner/data/schema.toml).
+_COLUMNS: dict[str, dict[str, str]] = {
+    "compounds": {
+        "compound_id": "str", "name": "str", "build_year": "Int64", "households": "Int64",
+        "floor_area_m2": "float64", "n_buildings": "Int64", "district": "str", "subdistrict": "str",
+        "community": "str", "estimated_fields": "str",
+    },
+    "vacant": {"parcel_id": "str", "kind": "str", "name": "str", "owner_type": "str"},
+    "facilities": {"facility_id": "str", "facility_type": "str", "name": "str", "capacity": "float64"},
+    "roads": {"road_id": "str", "road_class": "str", "name": "str", "walkable": "boolean"},
+    "projects": {
+        "project_id": "str", "kind": "str", "name": "str", "net_revenue_cny": "float64",
+        "capex_cny": "float64",
+    },
+}
+_YEAR_RE = re.compile(r"^~?\s*(\d{4})(?:-\d{2}(?:-\d{2})?)?$")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+
+
+
+# ---------------------------------------------------------------------------------------------- report
+@dataclass
+class OsmReport:
+    """What an OSM import produced, estimated, skipped and clipped.
+
+    Attributes
+    ----------
+    source : the file read.
+    clip_box : (W, S, E, N) in degrees, or None when nothing was clipped.
+    clip_source : ``"bbox argument"``, ``"file bounds"`` or ``"none"``.
+    counts : features per output layer.
+    facility_types : facilities per ``facility_type``.
+    facility_tags : facilities per OSM tag that mapped them (``amenity=school`` ...).
+    unmapped_tags : objects with a service tag no rule maps (dropped), per ``key=value``.
+    excluded_tags : objects dropped on purpose by a rule (rail platforms, senior high schools).
+    skipped : objects that could not be used, per reason.
+    estimated : estimated field → how it was estimated.
+    estimate_methods : compound_id → ``"buildings"`` or ``"far"``.
+    params : the estimation parameters used.
+    metric_crs : CRS used for areas (e.g. ``EPSG:32650``).
+    unknown_fields : fields left empty because OSM does not record them.
+    warnings : human-readable warnings.
+    """
+
+    source: str
+    clip_box: tuple[float, float, float, float] | None = None
+    clip_source: str = "none"
+    counts: dict[str, int] = field(default_factory=dict)
+    facility_types: dict[str, int] = field(default_factory=dict)
+    facility_tags: dict[str, int] = field(default_factory=dict)
+    unmapped_tags: dict[str, int] = field(default_factory=dict)
+    excluded_tags: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    estimated: dict[str, str] = field(default_factory=dict)
+    estimate_methods: dict[str, str] = field(default_factory=dict)
+    params: dict[str, float] = field(default_factory=dict)
+    metric_crs: str = ""
+    unknown_fields: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"OpenStreetMap import 导入: {self.source}", f"Data 数据: {ATTRIBUTION}"]
+        if self.clip_box is None:
+            lines.append("Clipping 裁剪: none — the file has no bounds and no bbox was given (未裁剪)")
+        else:
+            w, s, e, n = self.clip_box
+            lines.append(f"Clipping 裁剪 ({self.clip_source}): W {w:.6f} S {s:.6f} E {e:.6f} N {n:.6f}")
+        titles = {"compounds": "小区", "vacant": "存量用地", "facilities": "服务设施", "roads": "道路",
+                  "projects": "收益项目"}
+        lines.append("Layers 图层:")
+        for name in LAYER_NAMES:
+            lines.append(f"  {name} {titles[name]}: {self.counts.get(name, 0)}")
+        if self.facility_types:
+            lines.append("Facilities by type 设施类型: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.facility_types.items())))
+        n_far = sum(1 for m in self.estimate_methods.values() if m == "far")
+        n_bld = len(self.estimate_methods) - n_far
+        lines.append(
+            "ESTIMATED 估算值: households (户数) and floor_area_m2 (建筑面积) are NOT from OSM; they are "
+            f"estimates ({n_bld} compounds from mapped buildings, {n_far} from land area × plot ratio) and are "
+            "flagged in the column estimated_fields (估算字段). Replace them with surveyed figures.")
+        for fld, how in self.estimated.items():
+            lines.append(f"  {fld}: {how}")
+        lines.append(
+            "UNKNOWN 未知: build_year (建成年代) is left empty unless OSM tags it "
+            "(start_date / building:year / construction_date); it is never invented — fill it in before "
+            "eligibility screening.")
+        if self.unknown_fields:
+            lines.append("  empty fields 空字段: " + ", ".join(self.unknown_fields))
+        if self.metric_crs:
+            lines.append(f"Areas computed in 面积计算坐标系: {self.metric_crs}")
+        if self.unmapped_tags:
+            top = sorted(self.unmapped_tags.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
+            lines.append(f"Unmapped tags, dropped 未映射标签 ({sum(self.unmapped_tags.values())} objects): "
+                         + ", ".join(f"{k} {v}" for k, v in top))
+        if self.excluded_tags:
+            lines.append("Excluded on purpose 按规则排除: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.excluded_tags.items())))
+        if self.skipped:
+            lines.append("Skipped 跳过: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
+        for w in self.warnings:
+            lines.append(f"WARNING 警告: {w}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- config
+def load_osm_tags(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load ``data/osm_tags.toml`` and apply estimation overrides.
+
+    Parameters
+    ----------
+    params : overrides of ``[estimate]`` values, e.g. ``{"m2_per_household": 90.0, "default_far": 1.8}``
+        (m² per household, plot ratio, storeys, shares 0–1).
+
+    Returns
+    -------
+    The mapping as a dict; ``cfg["estimate"]`` holds the numeric parameters in effect.
+    """
+    text = resources.files("gis_planner.data").joinpath("osm_tags.toml").read_text(encoding="utf-8")
+    cfg = tomllib.loads(text)
+    est = cfg["estimate"]
+    allowed = sorted(k for k in est if not k.endswith("_source"))
+    for key, value in (params or {}).items():
+        if key not in allowed:
+            raise ConfigError(f"osm params: unknown key {key!r}; allowed: {', '.join(allowed)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
+                or value < 0:
+            raise ConfigError(f"osm params: {key} must be a non-negative number, got {value!r}")
+        if key == "m2_per_household" and value == 0:
+            raise ConfigError("osm params: m2_per_household must be > 0")
+        est[key] = float(value)
+    return cfg
+
+
+def _schema_year_min() -> int:
+    text = resources.files("gis_planner.data").joinpath("schema.toml").read_text(encoding="utf-8")
+    return int(tomllib.loads(text)["layers"]["compounds"]["fields"]["build_year"].get("min", 1900))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _first(tags: dict[str, str], keys: list[str]) -> str | None:
+    for k in keys:
+        v = tags.get(k)
+        if v:
+            return v
+    return None
+
+
+def _parse_year(tags: dict[str, str], keys: list[str]) -> int | None:
+    for k in keys:
+        v = tags.get(k)
+        if v:
+            m = _YEAR_RE.match(v.strip())
+            if m:
+                return int(m.group(1))
+    return None
+
+
+def _parse_number(value: str | None) -> float | None:
+    if not value:
+        return None
+    m = _NUMBER_RE.search(value)
+    return float(m.group(0)) if m else None
+
+
+def _rule_matches(rule: dict[str, Any], tags: dict[str, str], name: str | None) -> bool:
+    for key, wanted in rule["tags"].items():
+        value = tags.get(key)
+        if value is None:
+            return False
+        if "*" in wanted:
+            continue
+        if not any(part.strip() in wanted for part in value.split(";")):
+            return False
+    contains = rule.get("name_contains")
+    if contains:
+        return bool(name) and any(s in name for s in contains)
+    return True
+
+
+def _tag_label(rule: dict[str, Any], tags: dict[str, str]) -> str:
+    key = next(iter(rule["tags"]))
+    return f"{key}={tags[key]}"
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise LayerError(f"{p}: OSM file not found")
+    if not p.is_file():
+        raise LayerError(f"{p}: not a file")
+    if not p.name.lower().endswith(SUPPORTED_SUFFIXES):
+        raise LayerError(f"{p}: unknown OSM file extension; expected one of "
+                         f"{', '.join(SUPPORTED_SUFFIXES)}")
+    return p
+
+
+def _check_bbox(bbox: Any) -> tuple[float, float, float, float]:
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bbox must be four numbers W S E N in degrees, got {bbox!r}") from exc
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise ConfigError(f"bbox {bbox!r} is not W < E, S < N in degrees (lon −180…180, lat −90…90)")
+    return w, s, e, n
+
+
+def _empty_layer(name: str) -> gpd.GeoDataFrame:
+    cols = {c: pd.Series([], dtype=object if t == "str" else t) for c, t in _COLUMNS[name].items()}
+    return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")
+
+
+def _frame(name: str, data: dict[str, Any], geometry: np.ndarray, id_col: str) -> gpd.GeoDataFrame:
+    cols = {}
+    for c, t in _COLUMNS[name].items():
+        values = data.get(c, [None] * len(geometry))
+        cols[c] = pd.Series(values, dtype=object if t == "str" else t)
+    gdf = gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries(geometry, crs="EPSG:4326"), crs="EPSG:4326")
+    return gdf.sort_values(id_col, kind="stable").reset_index(drop=True)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep only the polygon parts of each geometry (None when nothing polygonal is left)."""
+    geoms = np.asarray(geoms, dtype=object)
+    out = geoms.copy()
+    type_ids = shapely.get_type_id(geoms)
+    odd = np.flatnonzero(~np.isin(type_ids, [3, 6]))  # not Polygon / MultiPolygon
+    if len(odd):
+        parts, idx = shapely.get_parts(geoms[odd], return_index=True)
+        keep = shapely.get_type_id(parts) == 3
+        out[odd] = None
+        for i in np.unique(idx[keep]):
+            out[odd[i]] = shapely.multipolygons(parts[keep & (idx == i)])
+    out[shapely.is_missing(out) | shapely.is_empty(out)] = None
+    single = (shapely.get_type_id(out) == 6) & (shapely.get_num_geometries(out) == 1)
+    out[single] = shapely.get_geometry(out[single], 0)  # one-part MultiPolygon → Polygon
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- scan
+@dataclass
+class _Scan:
+    """Raw objects collected from one pass over the file."""
+
+    areas: dict[str, list] = field(default_factory=lambda: {
+        "compound": [], "place": [], "vacant": [], "building": [], "facility": []})
+    facility_nodes: list = field(default_factory=list)
+    facility_lines: list = field(default_factory=list)
+    roads: list = field(default_factory=list)
+    area_candidates: set = field(default_factory=set)
+    area_built: set = field(default_factory=set)
+    skipped: Counter = field(default_factory=Counter)
+    place_nodes: int = 0
+    header_box: tuple[float, float, float, float] | None = None
+
+
+def _runs(nodes) -> tuple[list[list[tuple[float, float]]], bool]:
+    """Split a way's node list into runs of consecutive located nodes; flag whether any was missing."""
+    runs, cur, missing = [], [], False
+    for nd in nodes:
+        loc = nd.location
+        if loc.valid():
+            cur.append((loc.lon, loc.lat))
+        else:
+            missing = True
+            if len(cur) >= 2:
+                runs.append(cur)
+            cur = []
+    if len(cur) >= 2:
+        runs.append(cur)
+    return runs, missing
+
+
+def _scan(path: Path, cfg: dict[str, Any]) -> _Scan:
+    comp, vac, fac = cfg["compounds"], cfg["vacant"], cfg["facilities"]
+    fac_keys = list(fac["keys"])
+    wanted_keys = sorted({"landuse", "building", "place", "highway", *fac_keys})
+    rule_keys = {k for r in fac["rules"] for k in r["tags"]}
+    keep_keys = sorted(rule_keys | set(fac_keys) | set(fac["name_tags"]) | set(comp["name_tags"])
+                       | set(comp["year_tags"]) | set(comp["district_tags"]) | set(comp["subdistrict_tags"])
+                       | set(comp["community_tags"]) | set(cfg["roads"]["name_tags"])
+                       | {"capacity", "landuse", "building", "building:levels", "place", "highway", "area",
+                          "foot", "access", "construction", "proposed"})
+    comp_landuse, comp_place = set(comp["landuse"]), set(comp["place"])
+    vacant_landuse = set(vac["landuse"])
+    factory = osmium.geom.WKBFactory()
+    scan = _Scan()
+
+    proc = osmium.FileProcessor(str(path))
+    try:
+        box = proc.header.box()
+        if box.valid():
+            scan.header_box = (box.bottom_left.lon, box.bottom_left.lat,
+                               box.top_right.lon, box.top_right.lat)
+    except RuntimeError as exc:
+        raise LayerError(f"{path}: cannot be read as OSM data ({exc})") from exc
+    key_filter = osmium.filter.KeyFilter(*wanted_keys)
+    proc = proc.with_areas(osmium.filter.KeyFilter(*wanted_keys)).with_filter(key_filter)
+
+    def relevant_area(tags: dict[str, str]) -> bool:
+        return (tags.get("landuse") in comp_landuse or tags.get("landuse") in vacant_landuse
+                or tags.get("place") in comp_place or tags.get("building", "no") != "no"
+                or any(k in tags for k in fac_keys if k != "highway"))
+
+    try:
+        for obj in proc:
+            t = obj.tags
+            tags = {k: t[k] for k in keep_keys if k in t}
+            if obj.is_node():
+                if tags.get("place") in comp_place:
+                    scan.place_nodes += 1
+                if any(k in tags for k in fac_keys):
+                    loc = obj.location
+                    if loc.valid():
+                        scan.facility_nodes.append((f"osm_n{obj.id}", loc.lon, loc.lat, tags))
+            elif obj.is_way():
+                closed = obj.is_closed()
+                if "highway" in tags:
+                    runs, missing = _runs(obj.nodes)
+                    scan.roads.append((obj.id, runs, missing, closed, tags))
+                if closed and relevant_area(tags):
+                    scan.area_candidates.add(f"osm_w{obj.id}")
+                elif not closed and any(k in tags for k in fac_keys if k != "highway"):
+                    runs, _ = _runs(obj.nodes)
+                    if runs:
+                        scan.facility_lines.append((f"osm_w{obj.id}", runs, tags))
+                    else:
+                        scan.skipped["facility_way_missing_nodes"] += 1
+            elif obj.is_relation():
+                if tags and t.get("type") in ("multipolygon", "boundary") and relevant_area(tags):
+                    scan.area_candidates.add(f"osm_r{obj.id}")
+            elif obj.is_area():
+                if not relevant_area(tags):
+                    continue
+                oid = f"osm_{'w' if obj.from_way() else 'r'}{obj.orig_id()}"
+                try:
+                    wkb = factory.create_multipolygon(obj)
+                except RuntimeError:
+                    scan.skipped["area_bad_geometry"] += 1
+                    continue
+                scan.area_built.add(oid)
+                landuse = tags.get("landuse")
+                if landuse in comp_landuse:
+                    scan.areas["compound"].append((oid, wkb, tags))
+                elif landuse in vacant_landuse:
+                    scan.areas["vacant"].append((oid, wkb, tags))
+                if tags.get("place") in comp_place:
+                    scan.areas["place"].append((oid, wkb, tags))
+                if tags.get("building", "no") != "no":
+                    scan.areas["building"].append((oid, wkb, tags))
+                if any(k in tags for k in fac_keys):
+                    scan.areas["facility"].append((oid, wkb, tags))
+    except RuntimeError as exc:
+        hint = (" — the objects must be sorted by type and id (e.g. `osmium sort`)"
+                if "out of order" in str(exc) else "")
+        raise LayerError(f"{path}: cannot be read as OSM data ({exc}){hint}") from exc
+    return scan
+
+
+def _wkb_geoms(records: list) -> np.ndarray:
+    if not records:
+        return np.array([], dtype=object)
+    return shapely.from_wkb([r[1] for r in records])
+
+
+# ---------------------------------------------------------------------------------------------- layers
+def _clip_polygons(geoms: np.ndarray, box: tuple | None) -> np.ndarray:
+    geoms = shapely.make_valid(geoms)
+    if box is not None:
+        geoms = shapely.intersection(geoms, shapely.box(*box))
+    return _polygonal(geoms)
+
+
+def _compound_records(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport
+                      ) -> tuple[list, np.ndarray]:
+    comp = cfg["compounds"]
+    recs = scan.areas["compound"]
+    geoms = _clip_polygons(_wkb_geoms(recs), box)
+    keep = [i for i in range(len(recs)) if geoms[i] is not None]
+    if len(recs) > len(keep):
+        report.skipped["compounds_outside_box"] = len(recs) - len(keep)
+    out_recs = [recs[i] for i in keep]
+    out_geoms = list(geoms[keep])
+    # place=neighbourhood polygons, unless they duplicate landuse=residential ones
+    places = scan.areas["place"]
+    if places:
+        pgeoms = _clip_polygons(_wkb_geoms(places), box)
+        have = {r[0] for r in out_recs}
+        union = shapely.union_all(out_geoms) if out_geoms else None
+        for rec, g in zip(places, pgeoms, strict=True):
+            if g is None or rec[0] in have:
+                continue
+            if union is not None:
+                share = shapely.area(shapely.intersection(g, union)) / shapely.area(g)
+                if share > comp["place_overlap_max"]:
+                    report.skipped["place_polygon_duplicates_compound"] = \
+                        report.skipped.get("place_polygon_duplicates_compound", 0) + 1
+                    continue
+            out_recs.append(rec)
+            out_geoms.append(g)
+    return out_recs, np.asarray(out_geoms, dtype=object)
+
+
+def _estimate(comp_geoms: np.ndarray, scan: _Scan, cfg: dict, metric: Any) -> dict[str, np.ndarray]:
+    """Floor area, households and building counts per compound (see [estimate] in osm_tags.toml)."""
+    est, btypes = cfg["estimate"], cfg["building_types"]
+    n = len(comp_geoms)
+    comp_m = gpd.GeoSeries(comp_geoms, crs="EPSG:4326").to_crs(metric).values
+    land = shapely.area(comp_m)
+    brecs = scan.areas["building"]
+    fp_in, floor, res_floor = np.zeros(n), np.zeros(n), np.zeros(n)
+    n_bld = np.zeros(n, dtype=np.int64)
+    if brecs and n:
+        bgeoms = shapely.make_valid(_wkb_geoms(brecs))
+        bm = gpd.GeoSeries(bgeoms, crs="EPSG:4326").to_crs(metric).values
+        btype = [r[2].get("building", "yes") for r in brecs]
+        lv_tag = np.array([_parse_number(r[2].get("building:levels")) or np.nan for r in brecs])
+        lv_tag[lv_tag > est["max_levels"]] = np.nan
+        lv_def = np.array([btypes.get(b, {}).get("levels", est["default_levels"]) for b in btype], float)
+        levels = np.where(np.isnan(lv_tag), lv_def, lv_tag)
+        share = np.array([btypes.get(b, {}).get("residential_share", est["default_residential_share"])
+                          for b in btype], float)
+        ci, bi = shapely.STRtree(bm).query(comp_m, predicate="intersects")
+        inter = shapely.area(shapely.intersection(comp_m[ci], bm[bi]))
+        barea = shapely.area(bm[bi])
+        frac = np.divide(inter, barea, out=np.zeros_like(inter), where=barea > 0)
+        fp_in = np.bincount(ci, weights=inter, minlength=n)
+        floor = np.bincount(ci, weights=inter * levels[bi], minlength=n)
+        res_floor = np.bincount(ci, weights=inter * levels[bi] * share[bi], minlength=n)
+        n_bld = np.bincount(ci[frac >= est["building_inside_share"]], minlength=n).astype(np.int64)
+    coverage = np.divide(fp_in, land, out=np.zeros(n), where=land > 0)
+    use_bld = (coverage >= est["min_building_coverage"]) & (fp_in > 0)
+    floor_area = np.where(use_bld, floor, land * est["default_far"])
+    res = np.where(use_bld, res_floor, land * est["default_far"] * est["far_residential_share"])
+    households = np.rint(res / est["m2_per_household"]).astype(np.int64)
+    return {"floor_area_m2": np.round(floor_area, 1), "households": households, "n_buildings": n_bld,
+            "method": np.where(use_bld, "buildings", "far"), "land_m2": land, "coverage": coverage}
+
+
+def _metric_crs(geoms: gpd.GeoSeries) -> Any:
+    """The project's metric CRS for these geometries (UTM from geopandas if gis_planner.crs is absent)."""
+    try:
+        from gis_planner.crs import metric_crs
+    except ImportError:
+        return geoms.estimate_utm_crs()
+    return metric_crs(geoms)
+
+
+def _compounds(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> gpd.GeoDataFrame:
+    comp = cfg["compounds"]
+    recs, geoms = _compound_records(scan, cfg, box, report)
+    if not recs:
+        return _empty_layer("compounds")
+    metric = _metric_crs(gpd.GeoSeries(geoms, crs="EPSG:4326"))
+    report.metric_crs = metric.to_string() if hasattr(metric, "to_string") else str(metric)
+    est = _estimate(geoms, scan, cfg, metric)
+    year_min = _schema_year_min()
+    years = []
+    for oid, _, tags in recs:
+        y = _parse_year(tags, comp["year_tags"])
+        if y is not None and y < year_min:
+            report.warnings.append(f"{oid}: build year {y} is before {year_min} (schema minimum); left empty")
+            y = None
+        years.append(y)
+    ids = [r[0] for r in recs]
+    data = {
+        "compound_id": ids,
+        "name": [_first(r[2], comp["name_tags"]) for r in recs],
+        "build_year": years,
+        "households": est["households"],
+        "floor_area_m2": est["floor_area_m2"],
+        "n_buildings": est["n_buildings"],
+        "district": [_first(r[2], comp["district_tags"]) for r in recs],
+        "subdistrict": [_first(r[2], comp["subdistrict_tags"]) for r in recs],
+        "community": [_first(r[2], comp["community_tags"]) for r in recs],
+        "estimated_fields": [ESTIMATED_FIELDS] * len(recs),
+    }
+    report.estimate_methods = dict(sorted(zip(ids, est["method"].tolist(), strict=True)))
+    e = cfg["estimate"]
+    report.params = {k: v for k, v in e.items() if not k.endswith("_source")}
+    report.estimated = {
+        "floor_area_m2": (
+            "Σ(building footprint inside the compound × building:levels, else default storeys by building "
+            f"type) in {report.metric_crs}; where mapped footprints cover < {e['min_building_coverage']:.0%} "
+            f"of the land: land area × plot ratio {e['default_far']}"),
+        "households": (
+            f"residential floor area / {e['m2_per_household']} m² per household "
+            f"({e['m2_per_household_source']})"),
+    }
+    if box is not None:
+        raw = shapely.make_valid(_wkb_geoms(recs))
+        cut = int(np.sum(shapely.area(geoms) < shapely.area(raw) * (1 - 1e-9)))
+        if cut:
+            report.warnings.append(
+                f"{cut} compound(s) cross the clipping box: their estimates cover only the part inside")
+    if (est["households"] > 50000).any() or (est["floor_area_m2"] > 5_000_000).any():
+        report.warnings.append("some estimated households / floor areas exceed the schema maximum; "
+                               "check the landuse=residential polygons (a whole district mapped as one?)")
+    n_far = int((est["method"] == "far").sum())
+    if n_far:
+        report.warnings.append(
+            f"{n_far} compound(s) have (almost) no mapped buildings: floor area = land × plot ratio "
+            f"{e['default_far']}")
+    n_untagged = sum(y is None for y in years)
+    report.unknown_fields = [f"build_year: {n_untagged} of {len(years)} compounds untagged (建成年代未知)"]
+    return _frame("compounds", data, geoms, "compound_id")
+
+
+def _vacant(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> gpd.GeoDataFrame:
+    recs = scan.areas["vacant"]
+    geoms = _clip_polygons(_wkb_geoms(recs), box)
+    keep = [i for i in range(len(recs)) if geoms[i] is not None]
+    if len(recs) > len(keep):
+        report.skipped["vacant_outside_box"] = len(recs) - len(keep)
+    if not keep:
+        return _empty_layer("vacant")
+    kinds = cfg["vacant"]["landuse"]
+    names = cfg["compounds"]["name_tags"]
+    data = {
+        "parcel_id": [recs[i][0] for i in keep],
+        "kind": [kinds[recs[i][2]["landuse"]] for i in keep],
+        "name": [_first(recs[i][2], names) for i in keep],
+        "owner_type": ["unknown"] * len(keep),
+    }
+    return _frame("vacant", data, geoms[keep], "parcel_id")
+
+
+def _classify(tags: dict[str, str], rules: list, name: str | None) -> dict | None:
+    for rule in rules:
+        if _rule_matches(rule, tags, name):
+            return rule
+    return None
+
+
+def _facilities(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> gpd.GeoDataFrame:
+    fac = cfg["facilities"]
+    rules, name_tags, count_keys = fac["rules"], fac["name_tags"], fac["count_unmapped_keys"]
+    ids, tag_list, points = [], [], []
+    # nodes
+    if scan.facility_nodes:
+        xy = np.array([(r[1], r[2]) for r in scan.facility_nodes])
+        pts = shapely.points(xy)
+        for rec, p in zip(scan.facility_nodes, pts, strict=True):
+            ids.append(rec[0])
+            tag_list.append(rec[3])
+            points.append(p)
+    # areas → representative point of the part inside the box
+    areas = scan.areas["facility"]
+    if areas:
+        geoms = _clip_polygons(_wkb_geoms(areas), box)
+        reps = shapely.point_on_surface(geoms)
+        for rec, p in zip(areas, reps, strict=True):
+            ids.append(rec[0])
+            tag_list.append(rec[2])
+            points.append(p)
+    # open ways (platforms drawn as lines) → a point on the line
+    if scan.facility_lines:
+        lines = [shapely.multilinestrings([shapely.linestrings(r) for r in rec[1]])
+                 for rec in scan.facility_lines]
+        lines = np.asarray(lines, dtype=object)
+        if box is not None:
+            lines = shapely.clip_by_rect(lines, *box)
+        reps = shapely.point_on_surface(lines)
+        for rec, p in zip(scan.facility_lines, reps, strict=True):
+            ids.append(rec[0])
+            tag_list.append(rec[2])
+            points.append(p)
+    pts = np.asarray(points, dtype=object)
+    if len(pts):
+        valid = ~shapely.is_missing(pts) & ~shapely.is_empty(pts)
+        if box is not None:
+            x, y = np.full(len(pts), np.nan), np.full(len(pts), np.nan)
+            x[valid], y[valid] = shapely.get_x(pts[valid]), shapely.get_y(pts[valid])
+            inside = (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+        else:
+            inside = valid
+    else:
+        inside = np.zeros(0, dtype=bool)
+    out = {"facility_id": [], "facility_type": [], "name": [], "capacity": []}
+    out_geoms = []
+    type_counts, tag_counts, unmapped, excluded = Counter(), Counter(), Counter(), Counter()
+    if len(pts) > int(inside.sum()):
+        report.skipped["facility_candidates_outside_box"] = len(pts) - int(inside.sum())
+    for i in np.flatnonzero(inside):
+        tags = tag_list[i]
+        name = _first(tags, name_tags)
+        rule = _classify(tags, rules, name)
+        if rule is None:
+            key = next((k for k in count_keys if k in tags), None)
+            if key is not None:
+                unmapped[f"{key}={tags[key]}"] += 1
+            continue
+        if not rule["facility_type"]:
+            excluded[_tag_label(rule, tags)] += 1
+            continue
+        out["facility_id"].append(ids[i])
+        out["facility_type"].append(rule["facility_type"])
+        out["name"].append(name)
+        cap = tags.get("capacity", "").strip()
+        out["capacity"].append(float(cap) if _NUMBER_RE.fullmatch(cap) else None)
+        out_geoms.append(pts[i])
+        type_counts[rule["facility_type"]] += 1
+        tag_counts[_tag_label(rule, tags)] += 1
+    report.facility_types = dict(sorted(type_counts.items()))
+    report.facility_tags = dict(sorted(tag_counts.items()))
+    report.unmapped_tags = dict(sorted(unmapped.items()))
+    report.excluded_tags = dict(sorted(excluded.items()))
+    if not out_geoms:
+        return _empty_layer("facilities")
+    out["capacity"] = [np.nan if c is None else c for c in out["capacity"]]
+    return _frame("facilities", out, np.asarray(out_geoms, dtype=object), "facility_id")
+
+
+def _walkable(tags: dict[str, str], cfg_w: dict) -> bool:
+    if tags["highway"] in cfg_w["not_walkable_highway"]:
+        return False
+    if any(tags.get(k) in v for k, v in cfg_w["walkable_override"].items()):
+        return True
+    return not any(tags.get(k) in v for k, v in cfg_w["not_walkable_tags"].items())
+
+
+def _road_class(tags: dict[str, str], cfg_r: dict) -> str | None:
+    hw = tags["highway"]
+    life = cfg_r["lifecycle"]
+    classes = cfg_r["class"]
+    if hw in (life["construction"], life["proposed"]):
+        return classes.get(tags.get(hw, ""), life["lifecycle_default"])
+    return classes.get(hw)
+
+
+def _roads(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> gpd.GeoDataFrame:
+    cfg_r = cfg["roads"]
+    skipped = report.skipped
+    coords, part_idx, meta = [], [], []  # one entry per located run
+    unmapped = Counter()
+    for way_id, runs, missing, closed, tags in scan.roads:
+        if closed and tags.get("area") in cfg_r["walkable"]["skip_area_values"]:
+            skipped["highway_area"] = skipped.get("highway_area", 0) + 1
+            continue
+        cls = _road_class(tags, cfg_r)
+        if cls is None:
+            unmapped[tags["highway"]] += 1
+            continue
+        if missing:
+            key = "highway_way_partial_missing_nodes" if runs else "highway_way_no_located_nodes"
+            skipped[key] = skipped.get(key, 0) + 1
+        for run in runs:
+            coords.extend(run)
+            part_idx.extend([len(meta)] * len(run))
+            meta.append((way_id, cls, _first(tags, cfg_r["name_tags"]),
+                         _walkable(tags, cfg_r["walkable"])))
+    for hw, c in sorted(unmapped.items()):
+        skipped[f"highway={hw} (no road class)"] = c
+    if not meta:
+        return _empty_layer("roads")
+    lines = shapely.linestrings(np.asarray(coords), indices=np.asarray(part_idx))
+    if box is not None:
+        lines = shapely.clip_by_rect(lines, *box)
+    parts, idx = shapely.get_parts(lines, return_index=True)
+    ok = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) > 0)
+    parts, idx = parts[ok], idx[ok]
+    n_out = len({m[0] for m in meta}) - len({meta[i][0] for i in idx})
+    if n_out:
+        skipped["highway_ways_outside_box"] = n_out
+    way_of_part = np.array([meta[i][0] for i in idx], dtype=np.int64)
+    n_parts = Counter(way_of_part.tolist())
+    seen: Counter = Counter()
+    ids = []
+    for w in way_of_part.tolist():
+        seen[w] += 1
+        ids.append(f"osm_w{w}" if n_parts[w] == 1 else f"osm_w{w}_{seen[w]}")
+    data = {
+        "road_id": ids,
+        "road_class": [meta[i][1] for i in idx],
+        "name": [meta[i][2] for i in idx],
+        "walkable": [meta[i][3] for i in idx],
+    }
+    return _frame("roads", data, parts, "road_id")
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def read_osm(
+    path: str | os.PathLike,
+    bbox: tuple[float, float, float, float] | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+) -> tuple[dict[str, gpd.GeoDataFrame], OsmReport]:
+    """Read an OpenStreetMap extract into the five gis_planner layers.
+
+    ``landuse=residential`` (and ``place=neighbourhood`` polygons) → ``compounds``;
+    ``landuse=brownfield|greenfield|construction|vacant`` → ``vacant``; amenity / shop / leisure / healthcare /
+    social_facility / transport tags → ``facilities`` (points) by the rules in ``data/osm_tags.toml``;
+    ``highway=*`` ways → ``roads``; ``projects`` is empty. Multipolygons are assembled by pyosmium.
+
+    Parameters
+    ----------
+    path : ``.osm``, ``.osm.pbf`` / ``.pbf``, ``.osm.bz2`` or ``.osm.gz`` file. Never modified.
+    bbox : (W, S, E, N) in degrees (WGS84). Default: the file's bounds (XML ``<bounds>`` or PBF header);
+        if the file has none, nothing is clipped. Lines are cut with ``clip_by_rect``, polygons are
+        intersected with the box, points outside are dropped.
+    params : overrides of the ``[estimate]`` parameters (``m2_per_household`` m², ``default_far``,
+        ``default_levels`` storeys, ``far_residential_share`` 0–1, ...).
+
+    Returns
+    -------
+    layers : ``{"compounds", "vacant", "facilities", "roads", "projects"}`` → GeoDataFrame in EPSG:4326 with
+        the canonical columns of ``schema.toml``, each sorted by its id (``osm_w<id>``, ``osm_r<id>``,
+        ``osm_n<id>``; clipped road parts get ``_1``, ``_2`` ...).
+    report : an :class:`OsmReport`; ``str(report)`` is a bilingual summary.
+
+    Notes
+    -----
+    ``households`` and ``floor_area_m2`` are estimates (column ``estimated_fields``); ``build_year`` is only
+    filled where OSM tags a 4-digit year. Data © OpenStreetMap contributors, ODbL 1.0.
+
+    Examples
+    --------
+    >>> layers, report = read_osm("map.osm")  # doctest: +SKIP
+    >>> layers["compounds"][["compound_id", "households", "estimated_fields"]].head()  # doctest: +SKIP
+    """
+    p = _check_path(path)
+    cfg = load_osm_tags(params)
+    box = _check_bbox(bbox) if bbox is not None else None
+    scan = _scan(p, cfg)
+    report = OsmReport(source=str(path))
+    if box is not None:
+        report.clip_box, report.clip_source = box, "bbox argument"
+        hb = scan.header_box
+        if hb is not None and not (hb[0] <= box[0] and box[2] <= hb[2] and hb[1] <= box[1] and box[3] <= hb[3]):
+            report.warnings.append("the bbox reaches beyond the file's bounds; data there may be missing")
+    elif scan.header_box is not None:
+        box = scan.header_box
+        report.clip_box, report.clip_source = box, "file bounds"
+    else:
+        report.warnings.append("the file has no bounds (no <bounds> element / PBF header box): not clipped")
+    # objects whose area could not be assembled (missing nodes in an extract, broken multipolygons)
+    not_built = scan.area_candidates - scan.area_built
+    n_way = sum(1 for i in not_built if i.startswith("osm_w"))
+    n_rel = len(not_built) - n_way
+    if n_way:
+        report.skipped["closed_way_not_assembled"] = n_way
+    if n_rel:
+        report.skipped["multipolygon_relation_not_assembled"] = n_rel
+    for k, v in scan.skipped.items():
+        report.skipped[k] = report.skipped.get(k, 0) + v
+    if n_way or scan.skipped.get("facility_way_missing_nodes") or any(
+            "missing" in k for k in report.skipped):
+        report.warnings.append(
+            "some ways reference nodes missing from the file (an extract cut without complete ways): "
+            "areas among them were skipped, roads kept where located; re-extract with "
+            "`osmium extract --strategy complete_ways` for complete geometry")
+    if scan.place_nodes:
+        report.skipped["place_node_not_polygon"] = scan.place_nodes
+
+    layers = {
+        "compounds": _compounds(scan, cfg, box, report),
+        "vacant": _vacant(scan, cfg, box, report),
+        "facilities": _facilities(scan, cfg, box, report),
+        "roads": _roads(scan, cfg, box, report),
+        "projects": _empty_layer("projects"),
+    }
+    report.counts = {name: len(gdf) for name, gdf in layers.items()}
+    report.skipped = dict(sorted(report.skipped.items()))
+    if not any(report.counts[n] for n in ("compounds", "vacant", "facilities", "roads")):
+        where = f"inside bbox {box}" if box is not None else "in the file"
+        raise LayerError(f"{p}: no compounds, vacant land, facilities or roads {where}")
+    return layers, report
+
+
+def import_osm(
+    path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    bbox: tuple[float, float, float, float] | None = None,
+    params: dict[str, Any] | None = None,
+) -> OsmReport:
+    """Read an OSM extract (see :func:`read_osm`) and write the five layers to a GeoPackage, atomically.
+
+    Parameters
+    ----------
+    path : the OSM file (never modified).
+    out_path : the ``.gpkg`` to write (replaced as a whole).
+    bbox : (W, S, E, N) in degrees, or None for the file's bounds.
+    params : estimation overrides, as for :func:`read_osm`.
+
+    Returns
+    -------
+    The :class:`OsmReport` of the import.
+    """
+    from gis_planner.io import write_layers
+
+    if Path(out_path).resolve() == Path(path).resolve():
+        raise LayerError(f"{out_path}: output would overwrite the input OSM file")
+    layers, report = read_osm(path, bbox, params=params)
+    write_layers(layers, out_path)
+    return report
