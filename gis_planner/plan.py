@@ -68,8 +68,7 @@ class PlanResult:
                          ("projects", "收益项目")):
             g = getattr(self.layers, name)
             rows.append((name, "—" if g is None else f"{len(g)}", zh))
-        rows.append(("CRS", str(self.layers.crs.name if self.layers.crs else "—"), "坐标系"))
-        rows.append(("warnings", f"{len(self.layers.report.warnings)}", "输入警告"))
+        rows.append(("input warnings", f"{len(self.layers.report.warnings)}", "输入警告"))
         return rows
 
     def summary(self) -> str:
@@ -77,7 +76,7 @@ class PlanResult:
         rows = self.summary_rows()
         width = max(len(r[0]) for r in rows)
         vwidth = max(len(r[1]) for r in rows)
-        lines = [f"Plan '{self.config.name}' — 运行摘要"]
+        lines = [f"Plan '{self.config.name}' — 运行摘要 (CRS {self.layers.crs.name if self.layers.crs else '—'})"]
         lines += [f"  {a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
         total = sum(self.timings.values())
         lines.append("  stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())

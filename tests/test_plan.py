@@ -1,0 +1,74 @@
+"""Plan orchestration on the sample district: outputs, run.json, determinism, inputs untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+import pytest
+
+from gis_planner import Plan
+from gis_planner._errors import ConfigError
+from gis_planner.cli import main
+from gis_planner.io import file_sha256
+
+SAMPLE = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "sample"
+    before = file_sha256(SAMPLE)
+    result = Plan(str(SAMPLE)).run(out)
+    assert file_sha256(SAMPLE) == before, "the run modified its input"
+    return out, result
+
+
+def test_outputs_and_manifest(run_dir):
+    out, result = run_dir
+    assert (out / "plan.gpkg").exists() and (out / "run.json").exists()
+    layers = {str(n) for n in pyogrio.list_layers(out / "plan.gpkg")[:, 0]}
+    assert {"compounds", "vacant", "facilities"} <= layers
+    compounds = gpd.read_file(out / "plan.gpkg", layer="compounds")
+    assert len(compounds) == 160
+    assert compounds["compound_id"].is_monotonic_increasing
+    manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"][str(SAMPLE)]["sha256"] == file_sha256(SAMPLE)
+    assert manifest["crs"] == "EPSG:4547"
+    assert manifest["config"]["effective"]["network"]["max_snap_m"] == 500.0
+    assert set(manifest["versions"]) >= {"gis_planner", "geopandas", "shapely", "gdal"}
+    assert set(manifest["timings_s"]) >= {"read", "write"}
+    assert manifest["outputs"]["layers"]["compounds"] == 160
+
+
+def test_tables_are_byte_identical_across_runs(run_dir, tmp_path):
+    out, _ = run_dir
+    again = tmp_path / "again"
+    Plan(str(SAMPLE)).run(again)
+    csvs = sorted(p.name for p in out.glob("*.csv"))
+    assert csvs == sorted(p.name for p in again.glob("*.csv"))
+    for name in csvs:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_plan_toml_and_cli(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'name = "示例片区"\nlayers = "{SAMPLE.as_posix()}"\n[network]\nmax_snap_m = 400\n',
+                    encoding="utf-8")
+    assert main(["run", str(plan), "-o", str(tmp_path / "out"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "Plan '示例片区'" in printed and "160" in printed
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["given"]["network"] == {"max_snap_m": 400}
+    assert str(plan) in manifest["inputs"]
+
+
+def test_errors_are_clear(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no layers given"):
+        Plan().run()
+    assert main(["run", "--layers", str(tmp_path / "missing.gpkg"), "-o", str(tmp_path / "o")]) == 2
+    assert "missing.gpkg: file not found" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown key 'max_snap'"):
+        Plan(str(SAMPLE), network={"max_snap": 1})
