@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/coverage.py
+	$(BIN)/python benchmarks/bundling.py
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache .ruff_cache

@@ -16,8 +16,22 @@ from ._errors import ConfigError
 
 __all__ = ["PlanConfig", "default_settings", "load_config"]
 
-#: Sections whose contents are checked by the stage that uses them, not against defaults.toml.
-FREE_SECTIONS = ("layers", "standards")
+#: Sections whose defaults live in a stage's own data file and whose contents that stage checks.
+STAGE_SECTIONS = ("standards", "eligibility", "costs", "bundling")
+FREE_SECTIONS = ("layers", *STAGE_SECTIONS)
+
+
+def _check_stage_section(section: str, value: Any) -> None:
+    """Let the stage that owns ``section`` reject unknown keys and wrong types now, not mid-run."""
+    from . import bundling, eligibility, standards
+
+    checks = {
+        "standards": lambda v: standards.load_standards(v),
+        "eligibility": lambda v: eligibility.check_settings(rules=v),
+        "costs": lambda v: eligibility.check_settings(costs=v),
+        "bundling": lambda v: bundling.bundle_rules(v),
+    }
+    checks[section](dict(value))
 
 
 @cache
@@ -42,6 +56,8 @@ class PlanConfig:
         when the layers are given directly (notebooks) or on the command line.
     settings : every section with defaults filled in (``settings["network"]["max_snap_m"]`` ...).
     standards : overrides of the facility standards, passed to the standards loader.
+    stage_settings : the ``[eligibility]``, ``[costs]`` and ``[bundling]`` tables as given (overrides of the
+        defaults in ``data/eligibility.toml`` and ``data/costs.toml``).
     source : the plan.toml path, or None.
     given : the settings exactly as the user gave them (recorded in run.json).
     """
@@ -50,6 +66,7 @@ class PlanConfig:
     layers: Any = None
     settings: dict[str, Any] = field(default_factory=default_settings)
     standards: dict[str, Any] = field(default_factory=dict)
+    stage_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: Path | None = None
     given: dict[str, Any] = field(default_factory=dict)
 
@@ -131,12 +148,22 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None, **o
     layers = given.get("layers")
     if layers is not None:
         layers = _resolve_layers(layers, path.parent if path else None, where)
-    standards = given.get("standards", {})
-    if not isinstance(standards, Mapping):
-        raise ConfigError(f"{where}: [standards] must be a table")
+    stage: dict[str, dict[str, Any]] = {}
+    for section in STAGE_SECTIONS:
+        value = given.get(section, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table, got {value!r}")
+        try:
+            _check_stage_section(section, value)
+        except ConfigError as exc:
+            msg = str(exc)
+            msg = msg[len(section):].lstrip(":. ") if msg.startswith(section) else msg
+            raise ConfigError(f"{where} [{section}]: {msg}") from exc
+        stage[section] = copy.deepcopy(dict(value))
     settings = _check(where, {k: v for k, v in given.items() if k not in FREE_SECTIONS}, defaults)
-    return PlanConfig(name=settings["name"], layers=layers, settings=settings, standards=dict(standards),
-                      source=path, given=given)
+    standards = stage.pop("standards")
+    return PlanConfig(name=settings["name"], layers=layers, settings=settings, standards=standards,
+                      stage_settings=stage, source=path, given=given)
 
 
 def _resolve_layers(layers: Any, base: Path | None, where: str) -> Any:

@@ -27,6 +27,8 @@ __all__ = ["Plan", "PlanResult", "STAGES"]
 #: they are built; Plan.run() runs those whose function exists.
 STAGES: list[tuple[str, str, str]] = [
     ("read", "read and validate layers", "读取并校验图层"),
+    ("eligibility", "screen eligible compounds", "筛选改造对象"),
+    ("bundling", "bundle adjacent compounds", "片区捆绑"),
 ]
 
 ProgressFn = Callable[[int, int, str, str], None]
@@ -260,5 +262,29 @@ class Plan:
         return result
 
 
-#: stage key → function(PlanResult) that adds its outputs; filled as stages are built.
-_STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {}
+def _stage_eligibility(result: PlanResult) -> None:
+    from . import eligibility
+
+    settings = result.config.stage_settings
+    result.outputs["compounds"] = eligibility.screen(
+        result.outputs["compounds"], settings.get("eligibility") or None, costs=settings.get("costs") or None)
+
+
+def _stage_bundling(result: PlanResult) -> None:
+    from . import bundling
+
+    layers = result.layers
+    compounds, bundles, pairs = bundling.bundle(
+        result.outputs["compounds"], layers.roads, layers.vacant, layers.projects, layers.boundaries,
+        rules=result.config.stage_settings.get("bundling") or None)
+    result.outputs["compounds"] = compounds
+    result.outputs["bundles"] = bundles
+    result.tables["bundles"] = pd.DataFrame(bundles.drop(columns=bundles.geometry.name))
+    result.tables["adjacency"] = pairs
+
+
+#: stage key → function(PlanResult) that adds its outputs.
+_STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {
+    "eligibility": _stage_eligibility,
+    "bundling": _stage_bundling,
+}

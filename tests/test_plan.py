@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pyogrio
 import pytest
 
@@ -30,10 +31,23 @@ def test_outputs_and_manifest(run_dir):
     out, result = run_dir
     assert (out / "plan.gpkg").exists() and (out / "run.json").exists()
     layers = {str(n) for n in pyogrio.list_layers(out / "plan.gpkg")[:, 0]}
-    assert {"compounds", "vacant", "facilities"} <= layers
+    assert {"compounds", "vacant", "facilities", "bundles"} <= layers
     compounds = gpd.read_file(out / "plan.gpkg", layer="compounds")
     assert len(compounds) == 160
     assert compounds["compound_id"].is_monotonic_increasing
+    # the DESIGN.md contract of the compounds layer
+    assert {"compound_id", "name", "eligible", "reasons", "bundle_id", "cost_cny"} <= set(compounds.columns)
+    eligible = compounds["eligible"].astype(bool)
+    assert compounds.loc[eligible, "bundle_id"].notna().all()
+    assert compounds.loc[~eligible, "bundle_id"].isna().all()
+    bundles = gpd.read_file(out / "plan.gpkg", layer="bundles")
+    table = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")
+    assert table["bundle_id"].tolist() == bundles["bundle_id"].tolist()
+    # every bundle's member list and household total agree with the compounds layer
+    members = compounds[eligible].groupby("bundle_id")["compound_id"].agg(lambda s: ";".join(sorted(s)))
+    assert table.set_index("bundle_id")["member_ids"].to_dict() == members.to_dict()
+    hh = compounds[eligible].groupby("bundle_id")["households"].sum()
+    assert table.set_index("bundle_id")["households"].to_dict() == hh.to_dict()
     manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert manifest["inputs"][str(SAMPLE)]["sha256"] == file_sha256(SAMPLE)
     assert manifest["crs"] == "EPSG:4547"

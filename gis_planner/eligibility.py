@@ -1,0 +1,441 @@
+"""Eligibility screening of compounds (资格筛选), renovation content classes (基础/完善/提升) and cost estimate."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import tomllib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from gis_planner._errors import ConfigError, LayerError
+
+__all__ = [
+    "check_settings",
+    "screen",
+    "admit_secondary",
+    "rules_table",
+    "cost_table",
+    "load_rules",
+    "load_costs",
+]
+
+LAYER = "compounds"
+
+# Hard-exclusion rule id → boolean column of the compounds layer (an absent column means "not given").
+_FLAG_RULES = {
+    "X-SELF-BUILT": "is_self_built",
+    "X-URBAN-VILLAGE": "is_urban_village",
+    "X-EXPROPRIATION": "in_expropriation_plan",
+    "X-DEMOLISH-REBUILD": "planned_demolish_rebuild",
+    "X-SHANTYTOWN": "in_shantytown_plan",
+}
+_UNKNOWN_POLICIES = ("eligible", "secondary", "ineligible")
+_SETTING_TYPES = {
+    "primary_cutoff_year": int,
+    "secondary_cutoff_year": int,
+    "unknown_year_policy": str,
+    "recent_renovation_years": int,
+    "min_consent": float,
+    "reference_year": int,
+    "disabled_rules": list,
+}
+_COST_FIELDS = ("unit_cost_cny_m2", "source", "verified", "name_zh", "name_en", "label_zh", "column",
+                "cumulative_cny_m2")
+_CONSENT_EPS = 1e-9
+
+
+# ----------------------------------------------------------------------------------------- data files
+@cache
+def _read_toml(name: str) -> dict:
+    with resources.files("gis_planner").joinpath("data", name).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def load_rules() -> dict:
+    """Return a fresh copy of ``data/eligibility.toml`` (settings, rules, classes, bundling)."""
+    return copy.deepcopy(_read_toml("eligibility.toml"))
+
+
+def load_costs() -> dict:
+    """Return a fresh copy of ``data/costs.toml`` (unit costs per content class, CNY/m²)."""
+    return copy.deepcopy(_read_toml("costs.toml"))
+
+
+def rules_table() -> pd.DataFrame:
+    """All eligibility rules with their texts and sources, for reports.
+
+    Returns
+    -------
+    DataFrame with columns ``rule_id, kind, field, text_zh, text_en, source, verified``, in the order of
+    ``data/eligibility.toml``.
+
+    Examples
+    --------
+    >>> t = rules_table()
+    >>> t.loc[t.rule_id == "C-CONSENT", "source"].item()
+    'DOMAIN.md §2.4 [003:21]'
+    """
+    rules = _read_toml("eligibility.toml")["rules"]
+    rows = [{"rule_id": rid, **{k: spec.get(k) for k in ("kind", "field", "text_zh", "text_en", "source",
+                                                          "verified")}}
+            for rid, spec in rules.items()]
+    return pd.DataFrame(rows)
+
+
+def cost_table(costs: dict | None = None) -> pd.DataFrame:
+    """The unit-cost table per renovation content class after applying ``costs`` overrides.
+
+    Parameters
+    ----------
+    costs : overrides, ``{class: CNY per m²}`` or ``{class: {"unit_cost_cny_m2": ..., "source": ...}}``;
+        classes are ``basic`` (基础类), ``improve`` (完善类), ``upgrade`` (提升类).
+
+    Returns
+    -------
+    DataFrame with ``class, name_zh, label_zh, name_en, column, unit_cost_cny_m2`` (incremental CNY per m²
+    of floor area), ``source, verified``.
+    """
+    table = _merge_costs(costs)
+    rows = [{"class": key, **{f: spec.get(f) for f in ("name_zh", "label_zh", "name_en", "column",
+                                                      "unit_cost_cny_m2", "source", "verified")}}
+            for key, spec in table.items()]
+    return pd.DataFrame(rows)
+
+
+def _merge_settings(rules: dict | None) -> dict:
+    data = load_rules()
+    settings = data["settings"]
+    classes = data["classes"]
+    for key, value in (rules or {}).items():
+        if key == "classes":
+            if not isinstance(value, dict) or set(value) - {"unknown", "bands"}:
+                raise ConfigError("eligibility.classes: expected a table with keys 'unknown' and/or 'bands'")
+            classes.update(copy.deepcopy(value))
+            continue
+        if key not in _SETTING_TYPES:
+            raise ConfigError(f"eligibility: unknown setting {key!r}; known: "
+                              f"{', '.join(sorted([*_SETTING_TYPES, 'classes']))}")
+        want = _SETTING_TYPES[key]
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(f"eligibility.{key}: expected {want.__name__}, got {value!r}")
+        settings[key] = value
+    if settings["unknown_year_policy"] not in _UNKNOWN_POLICIES:
+        raise ConfigError(f"eligibility.unknown_year_policy: {settings['unknown_year_policy']!r} is not one of "
+                          f"{', '.join(_UNKNOWN_POLICIES)}")
+    if settings["secondary_cutoff_year"] < settings["primary_cutoff_year"]:
+        raise ConfigError("eligibility.secondary_cutoff_year must be ≥ primary_cutoff_year "
+                          f"({settings['secondary_cutoff_year']} < {settings['primary_cutoff_year']})")
+    if not 0.0 <= settings["min_consent"] <= 1.0:
+        raise ConfigError(f"eligibility.min_consent: {settings['min_consent']} is not a fraction in 0–1")
+    if settings["recent_renovation_years"] < 0:
+        raise ConfigError("eligibility.recent_renovation_years must be ≥ 0")
+    switchable = {rid for rid in data["rules"] if rid[0] in "XCN"}
+    bad = [r for r in settings["disabled_rules"] if r not in switchable]
+    if bad:
+        raise ConfigError(f"eligibility.disabled_rules: {bad} cannot be disabled; choose from "
+                          f"{', '.join(sorted(switchable))}")
+    known_classes = set(_read_toml("costs.toml")["classes"])
+    for band in classes["bands"]:
+        if not {"name", "until", "classes"} <= set(band):
+            raise ConfigError("eligibility.classes.bands: every band needs name, until and classes")
+    for cls in [*classes["unknown"], *(c for b in classes["bands"] for c in b["classes"])]:
+        if cls not in known_classes:
+            raise ConfigError(f"eligibility.classes: unknown class {cls!r}; known: {', '.join(known_classes)}")
+    return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"]}
+
+
+def check_settings(rules: dict | None = None, costs: dict | None = None) -> None:
+    """Raise :class:`ConfigError` for unknown keys or wrong types in eligibility rules or cost overrides.
+
+    ``Plan`` calls this when a plan.toml is read, so a typo fails before any work is done.
+    """
+    _merge_settings(rules)
+    _merge_costs(costs)
+
+
+def _merge_costs(costs: dict | None) -> dict:
+    table = load_costs()["classes"]
+    for key, value in (costs or {}).items():
+        if key not in table:
+            raise ConfigError(f"costs: unknown class {key!r}; known: {', '.join(table)}")
+        if isinstance(value, dict):
+            extra = set(value) - set(_COST_FIELDS)
+            if extra:
+                raise ConfigError(f"costs.{key}: unknown field(s) {sorted(extra)}")
+            table[key].update(value)
+            if "source" not in value:
+                table[key]["source"] = "plan.toml override"
+                table[key]["verified"] = False
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            table[key].update(unit_cost_cny_m2=float(value), source="plan.toml override", verified=False)
+        else:
+            raise ConfigError(f"costs.{key}: expected a number (CNY per m²) or a table, got {value!r}")
+        unit = table[key]["unit_cost_cny_m2"]
+        if not isinstance(unit, int | float) or isinstance(unit, bool) or not np.isfinite(unit) or unit < 0:
+            raise ConfigError(f"costs.{key}.unit_cost_cny_m2: expected a number ≥ 0, got {unit!r}")
+    return table
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _row_label(gdf: pd.DataFrame, pos: int) -> str:
+    cid = gdf["compound_id"].iloc[pos] if "compound_id" in gdf.columns else None
+    return f"row {pos + 1} (compound_id {cid!r})"
+
+
+def _numeric(gdf: pd.DataFrame, field: str, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Column as float64 (NaN = not given); an absent column is all-NaN. Raises on text or out-of-range values."""
+    if field not in gdf.columns:
+        return np.full(len(gdf), np.nan)
+    raw = gdf[field]
+    values = pd.to_numeric(raw, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    bad = np.flatnonzero(np.isnan(values) & raw.notna().to_numpy())
+    if bad.size:
+        pos = int(bad[0])
+        raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field {field!r}: {raw.iloc[pos]!r} is not a number")
+    for limit, test, word in ((lo, np.less, "below"), (hi, np.greater, "above")):
+        if limit is not None:
+            out = np.flatnonzero(test(values, limit, where=~np.isnan(values), out=np.zeros(len(values), bool)))
+            if out.size:
+                pos = int(out[0])
+                raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field {field!r}: {values[pos]:g} is {word} "
+                                 f"the allowed {limit:g}")
+    return values
+
+
+def _flag(gdf: pd.DataFrame, field: str, value: bool = True) -> np.ndarray:
+    """Rows where a yes/no column equals ``value``; null or absent = not given = False."""
+    if field not in gdf.columns:
+        return np.zeros(len(gdf), dtype=bool)
+    raw = gdf[field]
+    ok = raw.isna() | raw.isin([True, False, 0, 1])
+    if not ok.all():
+        pos = int(np.flatnonzero(~ok.to_numpy())[0])
+        raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field {field!r}: {raw.iloc[pos]!r} is not a "
+                         "yes/no value")
+    return raw.isin([value, int(value)]).to_numpy(dtype=bool) & raw.notna().to_numpy()
+
+
+def _check_ids(gdf: pd.DataFrame) -> None:
+    for field in ("compound_id", "build_year", "floor_area_m2"):
+        if field not in gdf.columns:
+            raise LayerError(f"{LAYER}: required field {field!r} is missing")
+    ids = gdf["compound_id"]
+    if ids.isna().any():
+        pos = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise LayerError(f"{LAYER} row {pos + 1}, field 'compound_id': empty id")
+    dup = ids.astype(str).duplicated(keep="first").to_numpy()
+    if dup.any():
+        pos = int(np.flatnonzero(dup)[0])
+        raise LayerError(f"{LAYER} row {pos + 1}, field 'compound_id': duplicate id {ids.iloc[pos]!r}")
+
+
+def _join_ids(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Join the ids whose mask is True per row with ';' (loops over rules, not rows)."""
+    out = np.full(n, "", dtype=object)
+    for rid, mask in masks.items():
+        out = np.where(mask, out + (rid + ";"), out)
+    return np.array([s[:-1] for s in out], dtype=object) if n else out
+
+
+# ---------------------------------------------------------------------------------------------- screen
+def screen(
+    compounds: gpd.GeoDataFrame,
+    rules: dict | None = None,
+    *,
+    costs: dict | None = None,
+    year: int | None = None,
+) -> gpd.GeoDataFrame:
+    """Screen compounds for the renovation programme and estimate their renovation cost.
+
+    Rules and defaults come from ``data/eligibility.toml``; every decision is recorded as rule ids in
+    ``reasons`` (see :func:`rules_table` for texts and DOMAIN.md citations).
+
+    Build year: before ``primary_cutoff_year`` (default 2001, i.e. built by the end of 2000) → in scope
+    (``E-YEAR-PRIMARY``); in [primary, ``secondary_cutoff_year``) (default 2001–2005) → ``E-YEAR-SECONDARY``
+    and status ``secondary_candidate`` with ``eligible = False``: such a compound is admitted only together with
+    an adjacent primary-eligible compound, which needs the adjacency graph and is resolved by
+    :func:`admit_secondary` (called by ``bundling.bundle``); later → ``X-YEAR-LATE``. Unknown year follows
+    ``unknown_year_policy`` (default: eligible, ``E-YEAR-UNKNOWN``, status ``verify``).
+    Hard exclusions (``X-…``) on ``is_self_built``, ``is_urban_village``, ``in_expropriation_plan``,
+    ``planned_demolish_rebuild``, ``in_shantytown_plan`` and ``last_renovation_year`` within the last
+    ``recent_renovation_years`` of ``year``; consent below ``min_consent`` (2/3) → ``C-CONSENT`` (deferred),
+    only where ``consent_rate`` is given. An absent optional column means "not given".
+
+    Content classes: basic always, extra classes by era band of the build year ([classes] in the rules file;
+    Fenggang bands [003:25]). Cost per class = ``floor_area_m2`` × incremental unit cost of the class
+    (``data/costs.toml``, CNY/m²); computed for eligible compounds and secondary candidates, NaN otherwise.
+
+    Parameters
+    ----------
+    compounds : compounds layer with canonical columns (``compound_id``, ``build_year``, ``floor_area_m2`` …).
+    rules : overrides of ``[settings]`` (e.g. ``{"primary_cutoff_year": 2006, "min_consent": 0.9}``) and
+        ``classes``; unknown keys raise :class:`ConfigError`.
+    costs : unit-cost overrides per class, CNY per m² of floor area (see :func:`cost_table`).
+    year : reference year for "renovated in the last N years"; default: ``reference_year`` of the rules file,
+        or the current year when that is 0.
+
+    Returns
+    -------
+    A new GeoDataFrame (input row order) with added columns ``eligible`` (bool), ``eligibility`` (status:
+    eligible / verify / secondary_candidate / deferred / excluded), ``eligibility_zh``, ``reasons``
+    (``;``-joined rule ids), ``era_band``, ``renovation_mode`` (综合改造 / 拆改结合), ``renovation_classes``
+    (e.g. ``基础;完善``), ``cost_basic_cny``, ``cost_improve_cny``, ``cost_upgrade_cny`` and ``cost_cny`` (CNY).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame({"compound_id": ["a", "b"], "build_year": [1985, 2010],
+    ...                       "floor_area_m2": [10000.0, 8000.0]},
+    ...                      geometry=[shapely.box(0, 0, 50, 50), shapely.box(60, 0, 100, 50)], crs=3857)
+    >>> out = screen(g, year=2024)
+    >>> out[["eligible", "reasons", "renovation_classes", "cost_cny"]].values.tolist()
+    [[True, 'E-YEAR-PRIMARY;N-CONSENT-NOT-SURVEYED', '基础;完善;提升', 8000000.0], [False, 'X-YEAR-LATE', '', nan]]
+    """
+    cfg = _merge_settings(rules)
+    s = cfg["settings"]
+    table = _merge_costs(costs)
+    _check_ids(compounds)
+    n = len(compounds)
+    if year is None:
+        year = s["reference_year"] or datetime.date.today().year
+
+    build = _numeric(compounds, "build_year")
+    floor = _numeric(compounds, "floor_area_m2", lo=0)
+    consent = _numeric(compounds, "consent_rate", lo=0, hi=1)
+    last_reno = _numeric(compounds, "last_renovation_year")
+    _numeric(compounds, "households", lo=0)
+    unsafe = _flag(compounds, "structural_safety_ok", value=False)
+
+    known = ~np.isnan(build)
+    unknown = ~known
+    policy = s["unknown_year_policy"]
+    p, q = s["primary_cutoff_year"], s["secondary_cutoff_year"]
+    with np.errstate(invalid="ignore"):
+        primary = known & (build < p)
+        secondary = known & (build >= p) & (build < q)
+        late = known & (build >= q)
+        recent = ~np.isnan(last_reno) & (last_reno > year - s["recent_renovation_years"])
+        low_consent = ~np.isnan(consent) & (consent < s["min_consent"] - _CONSENT_EPS)
+
+    masks: dict[str, np.ndarray] = {rid: np.zeros(n, dtype=bool) for rid in cfg["rules"]}
+    masks["E-YEAR-PRIMARY"] = primary
+    masks["E-YEAR-SECONDARY"] = secondary
+    masks["E-YEAR-UNKNOWN"] = unknown & (policy != "ineligible")
+    masks["X-YEAR-LATE"] = late
+    masks["X-YEAR-UNKNOWN"] = unknown & (policy == "ineligible")
+    for rid, field in _FLAG_RULES.items():
+        masks[rid] = _flag(compounds, field)
+    masks["X-RECENT-RENOVATION"] = recent
+    masks["C-CONSENT"] = low_consent
+    for rid in s["disabled_rules"]:
+        masks[rid] = np.zeros(n, dtype=bool)
+
+    excluded = np.logical_or.reduce([m for rid, m in masks.items() if rid.startswith("X-")])
+    deferred = masks["C-CONSENT"] & ~excluded
+    open_ = ~excluded & ~deferred
+    candidate = open_ & (secondary | (unknown & (policy == "secondary")))
+    eligible = open_ & (primary | (unknown & (policy == "eligible")))
+    # notes only where they matter: compounds still in (or near) scope
+    notes = {"N-CONSENT-NOT-SURVEYED": np.isnan(consent) & open_,
+             "N-PARTIAL-DEMOLITION": unsafe & ~excluded,
+             "N-FLOOR-AREA-MISSING": np.isnan(floor) & (eligible | candidate)}
+    for rid, mask in notes.items():
+        masks[rid] = mask & (rid not in s["disabled_rules"])
+    status = np.select(
+        [eligible & unknown, eligible, candidate, deferred],
+        ["verify", "eligible", "secondary_candidate", "deferred"],
+        default="excluded",
+    ).astype(object)
+
+    # content classes by era band
+    band_name = np.full(n, "unknown", dtype=object)
+    needs = {cls: np.zeros(n, dtype=bool) for cls in table}
+    assigned = unknown.copy()
+    for cls in cfg["classes"]["unknown"]:
+        needs[cls] |= unknown
+    for band in cfg["classes"]["bands"]:
+        with np.errstate(invalid="ignore"):
+            hit = ~assigned & (build < band["until"])
+        band_name[hit] = band["name"]
+        for cls in band["classes"]:
+            needs[cls] |= hit
+        assigned |= hit
+    costed = eligible | candidate
+    out = compounds.copy()
+    out["eligible"] = eligible
+    out["eligibility"] = status
+    out["eligibility_zh"] = pd.Series(status).map({k: v["text_zh"] for k, v in cfg["status"].items()}).to_numpy()
+    out["reasons"] = _join_ids(masks, n)
+    out["era_band"] = band_name
+    out["renovation_mode"] = np.where(unsafe, "拆改结合", "综合改造")
+    out["renovation_classes"] = _join_ids(
+        {spec["label_zh"]: needs[cls] & costed for cls, spec in table.items()}, n)
+    total = np.zeros(n)
+    for cls, spec in table.items():
+        col = np.where(needs[cls], floor * float(spec["unit_cost_cny_m2"]), 0.0)
+        col = np.where(costed, col, np.nan)
+        out[spec["column"]] = col
+        total = total + col
+    out["cost_cny"] = total
+    return out
+
+
+def admit_secondary(compounds: gpd.GeoDataFrame, pairs: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Resolve secondary-cutoff candidates with the adjacency graph.
+
+    A compound with status ``secondary_candidate`` becomes eligible (reason ``B-ADJACENT-PRIMARY``) when it is
+    adjacent to a compound that is eligible on its own (one hop; candidates do not admit each other);
+    otherwise it is excluded with ``X-NOT-ADJACENT`` [000:11] [000:293].
+
+    Parameters
+    ----------
+    compounds : output of :func:`screen`.
+    pairs : adjacency pairs with ``compound_a``, ``compound_b`` and ``adjacent`` (``bundling.adjacency``).
+
+    Returns
+    -------
+    A new GeoDataFrame with ``eligible``, ``eligibility``, ``eligibility_zh`` and ``reasons`` updated.
+    """
+    for field in ("compound_id", "eligible", "eligibility", "reasons"):
+        if field not in compounds.columns:
+            raise LayerError(f"{LAYER}: field {field!r} is missing — run eligibility.screen() first")
+    out = compounds.copy()
+    cand = (out["eligibility"] == "secondary_candidate").to_numpy()
+    if not cand.any():
+        return out
+    ids = out["compound_id"].astype(str)
+    primary_ids = ids[out["eligible"].to_numpy(dtype=bool)]
+    adj = pairs.loc[pairs["adjacent"].astype(bool), ["compound_a", "compound_b"]].astype(str)
+    near = pd.concat([adj.loc[adj["compound_b"].isin(primary_ids), "compound_a"],
+                      adj.loc[adj["compound_a"].isin(primary_ids), "compound_b"]])
+    admitted = cand & ids.isin(near).to_numpy()
+    rejected = cand & ~admitted
+    status = _read_toml("eligibility.toml")["status"]
+    out.loc[admitted, "eligible"] = True
+    out.loc[admitted, "eligibility"] = "eligible"
+    out.loc[admitted, "eligibility_zh"] = status["eligible"]["text_zh"]
+    out.loc[admitted, "reasons"] = out.loc[admitted, "reasons"].map(lambda r: _add_reason(r, "B-ADJACENT-PRIMARY"))
+    out.loc[rejected, "eligibility"] = "excluded"
+    out.loc[rejected, "eligibility_zh"] = status["excluded"]["text_zh"]
+    out.loc[rejected, "reasons"] = out.loc[rejected, "reasons"].map(lambda r: _add_reason(r, "X-NOT-ADJACENT"))
+    for col in [c for c in out.columns if c.startswith("cost_") and c.endswith("_cny")]:
+        out.loc[rejected, col] = np.nan
+    if "renovation_classes" in out.columns:
+        out.loc[rejected, "renovation_classes"] = ""
+    return out
+
+
+def _add_reason(reasons: Any, rid: str) -> str:
+    """Insert ``rid`` into a ';'-joined reasons string keeping the rules-file order."""
+    order = list(_read_toml("eligibility.toml")["rules"])
+    have = [r for r in str(reasons or "").split(";") if r] + [rid]
+    return ";".join(sorted(set(have), key=lambda r: order.index(r) if r in order else len(order)))

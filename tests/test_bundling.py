@@ -1,0 +1,407 @@
+"""Tests of the adjacency graph and 片区 bundling on hand-drawn layouts, plus property tests on random grids."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from gis_planner import bundling, eligibility
+from gis_planner._errors import ConfigError, LayerError
+
+CRS = 32650
+
+
+def row_of_compounds(n: int, *, households=400, floor=20_000.0, subdistrict="和平里街道", pitch=120.0,
+                     **columns) -> gpd.GeoDataFrame:
+    """``n`` squares of 100 m in a row, ``pitch`` apart (gap = pitch - 100 m), all eligible."""
+    hh = households if isinstance(households, list) else [households] * n
+    data = {
+        "compound_id": [f"C{i}" for i in range(n)],
+        "name": [f"小区{i}" for i in range(n)],
+        "eligible": [True] * n,
+        "households": hh,
+        "floor_area_m2": floor if isinstance(floor, list) else [floor] * n,
+        "cost_cny": [1e6] * n,
+        "subdistrict": subdistrict if isinstance(subdistrict, list) else [subdistrict] * n,
+    }
+    data.update(columns)
+    geoms = [shapely.box(i * pitch, 0, i * pitch + 100, 100) for i in range(n)]
+    return gpd.GeoDataFrame(data, geometry=geoms, crs=CRS)
+
+
+def streets(xs, classes, ids=None) -> gpd.GeoDataFrame:
+    """Vertical street centre lines at ``xs``."""
+    return gpd.GeoDataFrame(
+        {"road_id": ids or [f"R{i}" for i in range(len(xs))], "road_class": classes},
+        geometry=[shapely.LineString([(x, -50), (x, 150)]) for x in xs], crs=CRS)
+
+
+def members(bundles: gpd.GeoDataFrame) -> list[list[str]]:
+    return [m.split(";") for m in bundles["member_ids"]]
+
+
+# ----------------------------------------------------------------------------------------- adjacency
+def test_branch_road_bundles_arterial_separates():
+    c = row_of_compounds(3)
+    roads = streets([110, 230], ["local", "arterial"])
+    pairs = bundling.adjacency(c, roads)
+    assert pairs[["compound_a", "compound_b", "adjacent", "reason", "barrier_id"]].values.tolist() == [
+        ["C0", "C1", True, "adjacent", None],
+        ["C1", "C2", False, "barrier_road", "R1"],
+    ]
+    assert pairs["gap_m"].tolist() == [20.0, 20.0]
+    assert pairs["reason_zh"].iloc[1] == "之间有主干路阻隔"
+    out, bundles, _ = bundling.bundle(c, roads)
+    assert members(bundles) == [["C0", "C1"], ["C2"]]
+    assert out["bundle_id"].tolist() == ["B001", "B001", "B002"]
+    assert bundles["isolated"].tolist() == [False, True]
+    assert bundles["rationale_zh"].iloc[0] == "2个相邻小区，同属和平里街道，间距≤30m"
+
+
+def test_secondary_road_barrier_is_configurable():
+    c = row_of_compounds(2)
+    roads = streets([110], ["secondary"])
+    assert bundling.adjacency(c, roads)["adjacent"].item()
+    pairs = bundling.adjacency(c, roads, barrier_classes=("arterial", "secondary"))
+    assert (pairs["adjacent"].item(), pairs["reason"].item()) == (False, "barrier_road")
+
+
+def test_gap_threshold_and_no_all_pairs():
+    c = row_of_compounds(3, pitch=135.0)  # gaps of 35 m
+    assert bundling.adjacency(c).empty
+    pairs = bundling.adjacency(c, gap_m=40)
+    assert pairs[["compound_a", "compound_b"]].values.tolist() == [["C0", "C1"], ["C1", "C2"]]  # not C0–C2
+
+
+def test_river_barrier_polygon_and_line():
+    c = row_of_compounds(2, pitch=125.0)
+    river = gpd.GeoDataFrame(geometry=[shapely.box(103, -100, 122, 200)], crs=CRS)
+    pairs = bundling.adjacency(c, barriers=river)
+    assert (pairs["adjacent"].item(), pairs["reason"].item(), pairs["barrier_id"].item()) == (
+        False, "barrier_other", "row 1")
+    canal = gpd.GeoDataFrame(geometry=[shapely.LineString([(112, -100), (112, 200)])], crs=CRS)
+    assert bundling.adjacency(c, barriers=canal)["reason"].item() == "barrier_other"
+
+
+def test_road_ending_in_the_gap_or_touching_an_endpoint_does_not_cut():
+    c = row_of_compounds(2)
+    # an arterial that stops before reaching the line between the two compounds
+    stub = gpd.GeoDataFrame({"road_class": ["arterial"]}, crs=CRS,
+                            geometry=[shapely.LineString([(110, 130), (110, 300)])])
+    assert bundling.adjacency(c, stub)["adjacent"].item()
+    # an arterial along the front of both compounds (touches their edges, does not run between them)
+    front = gpd.GeoDataFrame({"road_class": ["arterial"]}, crs=CRS,
+                             geometry=[shapely.LineString([(-50, 100), (300, 100)])])
+    assert bundling.adjacency(c, front)["adjacent"].item()
+
+
+def test_touching_compounds_split_only_by_a_barrier_along_the_shared_edge():
+    c = row_of_compounds(2, pitch=100.0)  # red lines drawn to the road centre line (OSM style)
+    on_edge = streets([100], ["arterial"])
+    pairs = bundling.adjacency(c, on_edge)
+    assert (pairs["gap_m"].item(), pairs["adjacent"].item(), pairs["reason"].item()) == (0.0, False,
+                                                                                         "barrier_road")
+    assert bundling.adjacency(c, streets([100], ["local"]))["adjacent"].item()
+    # an arterial crossing the compounds' far ends only (perpendicular to the shared edge) does not separate
+    across = gpd.GeoDataFrame({"road_class": ["arterial"]}, crs=CRS,
+                              geometry=[shapely.LineString([(50, 95), (150, 95)])])
+    assert bundling.adjacency(c, across)["adjacent"].item()
+
+
+def test_same_unit_subdistrict_and_community():
+    c = row_of_compounds(3, subdistrict=["甲街道", "甲街道", "乙街道"], community=["一社区", "二社区", None])
+    pairs = bundling.adjacency(c, same_unit="subdistrict")
+    assert pairs["reason"].tolist() == ["adjacent", "different_unit"]
+    assert pairs["reason_zh"].tolist() == ["间距≤30m，无阻隔，同属一个街道", "分属不同街道"]
+    pairs = bundling.adjacency(c, same_unit="community")
+    assert pairs["reason"].tolist() == ["different_unit", "adjacent_unit_unknown"]
+    assert pairs["adjacent"].tolist() == [False, True]
+    pairs = bundling.adjacency(c, same_unit=None)
+    assert pairs["adjacent"].tolist() == [True, True]
+    assert pairs["same_unit"].tolist() == [None, None]
+
+
+def test_boundaries_fill_missing_units():
+    c = row_of_compounds(2, subdistrict=[None, None])
+    bounds = gpd.GeoDataFrame({"boundary_id": ["b1", "b2"], "name": ["东街道", "西街道"],
+                               "level": ["subdistrict", "subdistrict"]}, crs=CRS,
+                              geometry=[shapely.box(-10, -10, 110, 110), shapely.box(110, -10, 300, 110)])
+    pairs = bundling.adjacency(c, boundaries=bounds, same_unit="subdistrict")
+    assert (pairs["adjacent"].item(), pairs["reason"].item()) == (False, "different_unit")
+    _, bundles, _ = bundling.bundle(c, boundaries=bounds)
+    assert bundles["subdistrict"].tolist() == ["东街道", "西街道"]
+    assert bundles["isolated"].all()
+
+
+# ------------------------------------------------------------------------------------------ bundling
+def test_household_cap_splits_chain_into_contiguous_parts():
+    c = row_of_compounds(5, households=400)
+    out, bundles, _ = bundling.bundle(c, rules={"max_households": 1000, "same_unit": "none"})
+    assert members(bundles) == [["C0", "C1"], ["C2", "C3"], ["C4"]]
+    assert bundles["households"].tolist() == [800.0, 800.0, 400.0]
+    assert bundles["split"].all() and not bundles["isolated"].any()
+    assert bundles["rationale_zh"].iloc[0].endswith("按规模上限（户数≤1,000）拆分连片区域")
+    assert bundles["rationale_zh"].iloc[2].startswith("相邻片区已达规模上限")
+
+
+def test_floor_area_and_cost_caps():
+    c = row_of_compounds(4, floor=[10_000.0, 10_000.0, 10_000.0, 10_000.0])
+    _, b, _ = bundling.bundle(c, rules={"max_households": 0, "max_floor_area_m2": 20_000})
+    assert members(b) == [["C0", "C1"], ["C2", "C3"]]
+    _, b, _ = bundling.bundle(c, rules={"max_households": None, "max_cost_cny": 3e6})
+    assert (b["cost_cny"] <= 3e6).all() and b["n_compounds"].sum() == 4 and len(b) == 2
+
+
+def test_island_compound_is_its_own_flagged_bundle():
+    c = row_of_compounds(3)
+    c.geometry = [shapely.box(0, 0, 100, 100), shapely.box(120, 0, 220, 100), shapely.box(600, 600, 700, 700)]
+    out, bundles, _ = bundling.bundle(c)
+    assert members(bundles) == [["C0", "C1"], ["C2"]]
+    assert bundles["isolated"].tolist() == [False, True]
+    assert bundles["rationale_zh"].iloc[1].startswith("独立小区：30m内无可捆绑的相邻合格小区")
+    assert out.set_index("compound_id")["bundle_id"].to_dict() == {"C0": "B001", "C1": "B001", "C2": "B002"}
+
+
+def test_single_compound_over_cap_is_flagged():
+    c = row_of_compounds(3, households=[6000, 300, 300])
+    _, bundles, _ = bundling.bundle(c, rules={"max_households": 5000})
+    assert members(bundles) == [["C0"], ["C1", "C2"]]
+    assert bundles["over_cap"].tolist() == [True, False]
+    assert bundles["rationale_zh"].iloc[0].startswith("单个小区已超出片区规模上限")
+
+
+def test_ineligible_compounds_are_not_bundled_and_break_chains():
+    c = row_of_compounds(3, eligible=[True, False, True])
+    out, bundles, pairs = bundling.bundle(c)
+    assert members(bundles) == [["C0"], ["C2"]]
+    assert out["bundle_id"].isna().tolist() == [False, True, False]
+    assert pairs.empty  # pairs are computed among the compounds considered only
+
+
+def test_secondary_candidates_resolved_by_adjacency():
+    c = row_of_compounds(4)
+    c = c.drop(columns=["eligible", "cost_cny"])
+    c["build_year"] = pd.array([1990, 2003, 2004, 2003], dtype="Int64")
+    c["consent_rate"] = 0.9
+    c.geometry = [shapely.box(0, 0, 100, 100), shapely.box(120, 0, 220, 100), shapely.box(240, 0, 340, 100),
+                  shapely.box(900, 0, 1000, 100)]
+    screened = eligibility.screen(c, year=2024)
+    out, bundles, _ = bundling.bundle(screened)
+    assert out["eligible"].tolist() == [True, True, False, False]
+    assert out["reasons"].tolist() == ["E-YEAR-PRIMARY", "E-YEAR-SECONDARY;B-ADJACENT-PRIMARY",
+                                       "E-YEAR-SECONDARY;X-NOT-ADJACENT", "E-YEAR-SECONDARY;X-NOT-ADJACENT"]
+    assert members(bundles) == [["C0", "C1"]]
+    assert bundles["n_secondary"].item() == 1
+    assert "含1个按次要年限联动纳入的小区" in bundles["rationale_zh"].item()
+    assert bundles["cost_cny"].item() == 20_000.0 * 600 + 20_000.0 * 400
+
+
+def test_vacant_parcels_and_projects_attach_to_nearest_bundle():
+    c = row_of_compounds(4)
+    roads = streets([230], ["arterial"])
+    vacant = gpd.GeoDataFrame({"parcel_id": ["V1", "V2", "V3"], "kind": ["vacant_land"] * 3}, crs=CRS,
+                              geometry=[shapely.box(20, 110, 60, 140),  # 10 m north of C0
+                                        shapely.box(215, 110, 245, 140),  # 10 m from C1 and C2: tie → B001
+                                        shapely.box(20, 300, 60, 340)])  # too far
+    projects = gpd.GeoDataFrame({"project_id": ["P1"], "kind": ["land_sale"], "net_revenue_cny": [5e6]},
+                                crs=CRS, geometry=[shapely.Point(300, 120)])  # 20 m north of C2
+    _, bundles, _ = bundling.bundle(c, roads, vacant, projects)
+    assert members(bundles) == [["C0", "C1"], ["C2", "C3"]]
+    assert bundles["parcel_ids"].tolist() == ["V1;V2", ""]
+    assert bundles["project_ids"].tolist() == ["", "P1"]
+    assert "可利用存量用地2处" in bundles["rationale_zh"].iloc[0]
+
+
+def test_bundle_table_columns_geometry_and_compactness():
+    c = row_of_compounds(2, pitch=100.0, floor=[5_000.0, 6_000.0])
+    _, bundles, _ = bundling.bundle(c)
+    assert list(bundles.columns) == bundling.BUNDLE_COLUMNS
+    b = bundles.iloc[0]
+    assert b["geometry"].equals(shapely.box(0, 0, 200, 100).normalize()) or b["geometry"].area == 20_000
+    assert b["area_m2"] == 20_000.0 and b["floor_area_m2"] == 11_000.0
+    # Reock score of a 200 × 100 rectangle: 20000 / (π · (√(100² + 50²))²)
+    assert b["compactness"] == pytest.approx(20_000 / (np.pi * 12_500), abs=1e-4)
+    assert b["scattered"]  # 11,000 m² < 15,000 m²
+    assert "属零散片区" in b["rationale_zh"]
+    assert bundles.crs == c.crs
+
+
+def test_ids_stable_under_row_order_and_input_not_mutated():
+    c = row_of_compounds(6, households=[500, 600, 700, 800, 900, 400])
+    before = c.copy()
+    rules = {"max_households": 1500}
+    out1, b1, p1 = bundling.bundle(c, rules=rules)
+    shuffled = c.iloc[[3, 0, 5, 1, 4, 2]]
+    out2, b2, p2 = bundling.bundle(shuffled, rules=rules)
+    pd.testing.assert_frame_equal(c, before)
+    pd.testing.assert_frame_equal(b1, b2)
+    pd.testing.assert_frame_equal(p1, p2)
+    assert out2.set_index("compound_id")["bundle_id"].sort_index().equals(
+        out1.set_index("compound_id")["bundle_id"].sort_index())
+    assert "bundle_id" not in c.columns
+
+
+def test_bundle_ids_ordered_by_smallest_member_and_widen():
+    c = row_of_compounds(3, pitch=500.0)  # three isolated compounds
+    c["compound_id"] = ["z", "a", "m"]
+    out, bundles, _ = bundling.bundle(c)
+    assert bundles[["bundle_id", "member_ids"]].values.tolist() == [["B001", "a"], ["B002", "m"], ["B003", "z"]]
+    big = row_of_compounds(1001, pitch=200.0)
+    _, bundles, _ = bundling.bundle(big)
+    assert bundles["bundle_id"].iloc[-1] == "B1001" and bundles["bundle_id"].iloc[0] == "B0001"
+
+
+def test_no_eligible_compounds_gives_empty_tables():
+    c = row_of_compounds(2, eligible=[False, False])
+    out, bundles, pairs = bundling.bundle(c)
+    assert bundles.empty and list(bundles.columns) == bundling.BUNDLE_COLUMNS
+    assert out["bundle_id"].isna().all() and pairs.empty
+
+
+@pytest.mark.parametrize(
+    ("rules", "match"),
+    [
+        ({"gap": 30}, "unknown setting 'gap'"),
+        ({"same_unit": "district"}, "same_unit"),
+        ({"barrier_classes": ["motorway"]}, "unknown road class"),
+        ({"gap_m": -1}, "gap_m"),
+        ({"max_households": "many"}, "expected float"),
+    ],
+)
+def test_bad_rules_raise_config_error(rules, match):
+    with pytest.raises(ConfigError, match=match):
+        bundling.bundle(row_of_compounds(2), rules=rules)
+
+
+def test_bad_layers_raise_layer_error():
+    c = row_of_compounds(2)
+    with pytest.raises(LayerError, match="'eligible' is missing — run eligibility.screen"):
+        bundling.bundle(c.drop(columns="eligible"))
+    with pytest.raises(LayerError, match="geographic"):
+        bundling.bundle(c.set_crs(4326, allow_override=True))
+    bad = c.copy()
+    bad.loc[1, "geometry"] = shapely.Point(0, 0)
+    with pytest.raises(LayerError, match=r"compounds row 2 \(compound_id 'C1'\), field 'geometry': a Point"):
+        bundling.bundle(bad)
+    bad = c.copy()
+    bad["households"] = [100, -3]
+    with pytest.raises(LayerError, match=r"row 2 \(compound_id 'C1'\), field 'households'"):
+        bundling.bundle(bad)
+    with pytest.raises(LayerError, match="roads: CRS"):
+        bundling.bundle(c, streets([110], ["local"]).set_crs(3857, allow_override=True))
+    with pytest.raises(LayerError, match="road_class"):
+        bundling.bundle(c, streets([110], ["local"]).drop(columns="road_class"))
+
+
+# ----------------------------------------------------------------------------------- property tests
+@st.composite
+def grid_layouts(draw):
+    nx = draw(st.integers(1, 6))
+    ny = draw(st.integers(1, 5))
+    n = nx * ny
+    present = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    if not any(present):
+        present[0] = True
+    sizes = draw(st.lists(st.floats(70, 120), min_size=n, max_size=n))
+    households = draw(st.lists(st.integers(0, 900), min_size=n, max_size=n))
+    eligible = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    units = draw(st.lists(st.sampled_from(["甲街道", "乙街道"]), min_size=n, max_size=n))
+    art_x = draw(st.lists(st.integers(1, max(nx - 1, 1)), max_size=2, unique=True))
+    cap = draw(st.sampled_from([600.0, 1000.0, 1500.0, 3000.0]))
+    same_unit = draw(st.sampled_from(["none", "subdistrict"]))
+    keep = np.flatnonzero(present)
+    col, row = keep % nx, keep // nx
+    geoms = [shapely.box(c * 140, r * 140, c * 140 + s, r * 140 + s)
+             for c, r, s in zip(col, row, np.asarray(sizes)[keep], strict=True)]
+    compounds = gpd.GeoDataFrame({
+        "compound_id": [f"K{i:03d}" for i in keep],
+        "eligible": np.asarray(eligible)[keep],
+        "households": np.asarray(households)[keep],
+        "floor_area_m2": np.asarray(households, dtype=float)[keep] * 80,
+        "subdistrict": np.asarray(units, dtype=object)[keep],
+    }, geometry=geoms, crs=CRS)
+    roads = gpd.GeoDataFrame({"road_class": ["arterial"] * len(art_x)}, crs=CRS,
+                             geometry=[shapely.LineString([(x * 140 - 10, -50), (x * 140 - 10, ny * 140)])
+                                       for x in art_x])
+    return compounds, roads, {"max_households": cap, "same_unit": same_unit, "gap_m": 30.0}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grid_layouts())
+def test_properties_on_random_layouts(layout):
+    compounds, roads, rules = layout
+    out, bundles, pairs = bundling.bundle(compounds, roads, rules=rules)
+    cap = rules["max_households"]
+    eligible = set(compounds.loc[compounds["eligible"], "compound_id"])
+
+    # every eligible compound is in exactly one bundle; no other compound is
+    listed = [m for ms in members(bundles) for m in ms]
+    assert sorted(listed) == sorted(eligible) and len(listed) == len(set(listed))
+    assert set(out.loc[out["bundle_id"].notna(), "compound_id"]) == eligible
+    assert bundles["n_compounds"].sum() == len(eligible)
+
+    # every bundle is connected on the adjacency graph
+    adj = pairs[pairs["adjacent"]]
+    bid = out.set_index("compound_id")["bundle_id"]
+    for ms in members(bundles):
+        if len(ms) == 1:
+            continue
+        pos = {m: i for i, m in enumerate(ms)}
+        inner = adj[adj["compound_a"].isin(pos) & adj["compound_b"].isin(pos)]
+        g = coo_matrix((np.ones(len(inner)), (inner["compound_a"].map(pos), inner["compound_b"].map(pos))),
+                       shape=(len(ms), len(ms)))
+        assert connected_components(g, directed=False)[0] == 1
+
+    # no constraint violated: caps hold for multi-compound bundles; single over-cap compounds are flagged
+    multi = bundles["n_compounds"] > 1
+    assert (bundles.loc[multi, "households"] <= cap).all()
+    assert (bundles["over_cap"] == (~multi & (bundles["households"] > cap))).all()
+    # with same_unit, a bundle never spans two 街道
+    if rules["same_unit"] == "subdistrict":
+        assert not bundles["subdistrict"].str.contains(";").any()
+    # maximal: no two adjacent bundles could be merged within the cap
+    hh = bundles.set_index("bundle_id")["households"]
+    across = adj[adj["compound_a"].map(bid) != adj["compound_b"].map(bid)]
+    sums = hh.loc[across["compound_a"].map(bid)].to_numpy() + hh.loc[across["compound_b"].map(bid)].to_numpy()
+    assert (sums > cap).all()
+    # isolated flag = no adjacent eligible compound
+    degree = pd.concat([adj["compound_a"], adj["compound_b"]]).value_counts()
+    for _, b in bundles.iterrows():
+        assert b["isolated"] == (b["n_compounds"] == 1 and degree.get(b["member_ids"], 0) == 0)
+
+    # deterministic, and independent of row order
+    again = bundling.bundle(compounds.iloc[::-1], roads, rules=rules)
+    pd.testing.assert_frame_equal(bundles, again[1])
+    pd.testing.assert_frame_equal(pairs, again[2])
+
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grid_layouts(), st.data())
+def test_secondary_admission_properties(layout, data):
+    compounds, roads, rules = layout
+    n = len(compounds)
+    years = data.draw(st.lists(st.sampled_from([1985, 1998, 2002, 2004, 2012]), min_size=n, max_size=n))
+    c = compounds.drop(columns="eligible").assign(build_year=pd.array(years, dtype="Int64"), consent_rate=0.9)
+    screened = eligibility.screen(c, year=2024)
+    out, bundles, pairs = bundling.bundle(screened, roads, rules=rules)
+    primary = set(screened.loc[screened["eligible"], "compound_id"])
+    candidates = set(screened.loc[screened["eligibility"] == "secondary_candidate", "compound_id"])
+    adj = pairs[pairs["adjacent"]]
+    touching_primary = set(adj.loc[adj["compound_b"].isin(primary), "compound_a"]) | set(
+        adj.loc[adj["compound_a"].isin(primary), "compound_b"])
+    admitted = set(out.loc[out["eligible"], "compound_id"]) - primary
+    assert admitted == candidates & touching_primary
+    assert out.loc[out["compound_id"].isin(admitted), "reasons"].str.endswith("B-ADJACENT-PRIMARY").all()
+    rejected = candidates - admitted
+    assert out.loc[out["compound_id"].isin(rejected), "reasons"].str.endswith("X-NOT-ADJACENT").all()
+    listed = sorted(m for ms in members(bundles) for m in ms)
+    assert listed == sorted(primary | admitted)
+    assert bundles["n_secondary"].sum() == len(admitted)

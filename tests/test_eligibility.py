@@ -1,0 +1,238 @@
+"""Tests of eligibility screening: cutoffs, exclusions, consent, content classes and cost, rules table."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from gis_planner import eligibility
+from gis_planner._errors import ConfigError, LayerError
+
+CRS = 32650
+
+
+def layer(**columns) -> gpd.GeoDataFrame:
+    """Compounds in a row of 100 m squares, 20 m apart; defaults for the required columns."""
+    n = len(next(iter(columns.values())))
+    data = {
+        "compound_id": [f"C{i}" for i in range(n)],
+        "name": [f"小区{i}" for i in range(n)],
+        "build_year": pd.array([1990] * n, dtype="Int64"),
+        "households": [100] * n,
+        "floor_area_m2": [10_000.0] * n,
+    }
+    data.update(columns)
+    if "build_year" in columns:
+        data["build_year"] = pd.array(columns["build_year"], dtype="Int64")
+    geoms = [shapely.box(i * 120, 0, i * 120 + 100, 100) for i in range(n)]
+    return gpd.GeoDataFrame(data, geometry=geoms, crs=CRS)
+
+
+def reasons(out: gpd.GeoDataFrame) -> list[str]:
+    return out["reasons"].tolist()
+
+
+def test_year_cutoffs_primary_secondary_late_unknown():
+    g = layer(build_year=[1999, 2000, 2001, 2005, 2006, None], consent_rate=[0.9] * 6)
+    out = eligibility.screen(g, year=2024)
+    assert out["eligible"].tolist() == [True, True, False, False, False, True]
+    assert out["eligibility"].tolist() == ["eligible", "eligible", "secondary_candidate", "secondary_candidate",
+                                           "excluded", "verify"]
+    assert reasons(out) == ["E-YEAR-PRIMARY", "E-YEAR-PRIMARY", "E-YEAR-SECONDARY", "E-YEAR-SECONDARY",
+                            "X-YEAR-LATE", "E-YEAR-UNKNOWN"]
+    assert out["eligibility_zh"].tolist()[-1] == "纳入（待核实）"
+
+
+def test_unknown_year_policies():
+    g = layer(build_year=[None], consent_rate=[0.9])
+    sec = eligibility.screen(g, {"unknown_year_policy": "secondary"}, year=2024)
+    assert (sec["eligible"].item(), sec["eligibility"].item()) == (False, "secondary_candidate")
+    assert sec["reasons"].item() == "E-YEAR-UNKNOWN"
+    inel = eligibility.screen(g, {"unknown_year_policy": "ineligible"}, year=2024)
+    assert (inel["eligible"].item(), inel["reasons"].item()) == (False, "X-YEAR-UNKNOWN")
+
+
+def test_hard_exclusions_carry_their_rule_ids():
+    g = layer(
+        build_year=[1990] * 7,
+        is_self_built=[True, False, False, False, False, False, None],
+        is_urban_village=[False, True, False, False, False, False, False],
+        in_expropriation_plan=[False, False, True, False, False, False, False],
+        planned_demolish_rebuild=[False, False, False, True, False, False, False],
+        in_shantytown_plan=[False, False, False, False, True, False, False],
+        last_renovation_year=pd.array([None, None, None, None, None, 2021, 2019], dtype="Int64"),
+        consent_rate=[0.9] * 7,
+    )
+    out = eligibility.screen(g, year=2024)
+    assert out["eligible"].tolist() == [False] * 6 + [True]
+    assert reasons(out) == [
+        "E-YEAR-PRIMARY;X-SELF-BUILT",
+        "E-YEAR-PRIMARY;X-URBAN-VILLAGE",
+        "E-YEAR-PRIMARY;X-EXPROPRIATION",
+        "E-YEAR-PRIMARY;X-DEMOLISH-REBUILD",
+        "E-YEAR-PRIMARY;X-SHANTYTOWN",
+        "E-YEAR-PRIMARY;X-RECENT-RENOVATION",  # 2021 > 2024 - 5
+        "E-YEAR-PRIMARY",  # 2019 is not within the last 5 years; a null flag means "not given"
+    ]
+    assert set(out["eligibility"].iloc[:6]) == {"excluded"}
+    # ineligible compounds get no cost estimate
+    assert out["cost_cny"].iloc[:6].isna().all() and out["renovation_classes"].iloc[0] == ""
+
+
+def test_several_exclusions_all_listed_and_late_year():
+    g = layer(build_year=[2010], is_urban_village=[True], in_shantytown_plan=[True])
+    out = eligibility.screen(g, year=2024)
+    assert reasons(out) == ["X-YEAR-LATE;X-URBAN-VILLAGE;X-SHANTYTOWN"]
+
+
+def test_consent_two_thirds_rule():
+    g = layer(build_year=[1990] * 4, consent_rate=[0.66, 2 / 3, 0.95, None])
+    out = eligibility.screen(g, year=2024)
+    assert out["eligible"].tolist() == [False, True, True, True]
+    assert out["eligibility"].tolist() == ["deferred", "eligible", "eligible", "eligible"]
+    assert reasons(out) == ["E-YEAR-PRIMARY;C-CONSENT", "E-YEAR-PRIMARY", "E-YEAR-PRIMARY",
+                            "E-YEAR-PRIMARY;N-CONSENT-NOT-SURVEYED"]
+    # the Dezhou 90 % survey rule as an override
+    strict = eligibility.screen(g, {"min_consent": 0.9}, year=2024)
+    assert strict["eligible"].tolist() == [False, False, True, True]
+
+
+def test_absent_consent_column_means_not_surveyed():
+    out = eligibility.screen(layer(build_year=[1990]), year=2024)
+    assert out["reasons"].item() == "E-YEAR-PRIMARY;N-CONSENT-NOT-SURVEYED"
+    assert out["eligible"].item()
+
+
+def test_recent_renovation_window_is_configurable():
+    g = layer(build_year=[1990, 1990], last_renovation_year=pd.array([2016, 2021], dtype="Int64"),
+              consent_rate=[0.8, 0.8])
+    out = eligibility.screen(g, {"recent_renovation_years": 10}, year=2024)
+    assert out["eligible"].tolist() == [False, False]
+    out = eligibility.screen(g, {"disabled_rules": ["X-RECENT-RENOVATION"]}, year=2024)
+    assert out["eligible"].tolist() == [True, True]
+
+
+def test_structural_safety_sets_mode_and_note():
+    g = layer(build_year=[1990, 1990, 1990], structural_safety_ok=[False, True, None], consent_rate=[0.8] * 3)
+    out = eligibility.screen(g, year=2024)
+    assert out["renovation_mode"].tolist() == ["拆改结合", "综合改造", "综合改造"]
+    assert reasons(out) == ["E-YEAR-PRIMARY;N-PARTIAL-DEMOLITION", "E-YEAR-PRIMARY", "E-YEAR-PRIMARY"]
+    assert out["eligible"].all()
+
+
+def test_classes_and_cost_by_era_band():
+    g = layer(build_year=[1985, 1995, 2003, None], floor_area_m2=[10_000.0, 20_000.0, 5_000.0, 1_000.0],
+              consent_rate=[0.9] * 4)
+    out = eligibility.screen(g, year=2024)
+    assert out["renovation_classes"].tolist() == ["基础;完善;提升", "基础;完善", "基础", "基础;完善"]
+    assert out["era_band"].tolist() == ["1980s_or_earlier", "1990s", "2000s_or_later", "unknown"]
+    # default unit costs: basic 400, improve +200, upgrade +200 CNY/m² (Wuxi presets, costs.toml)
+    assert out["cost_basic_cny"].tolist() == [4_000_000.0, 8_000_000.0, 2_000_000.0, 400_000.0]
+    assert out["cost_improve_cny"].tolist() == [2_000_000.0, 4_000_000.0, 0.0, 200_000.0]
+    assert out["cost_upgrade_cny"].tolist() == [2_000_000.0, 0.0, 0.0, 0.0]
+    assert out["cost_cny"].tolist() == [8_000_000.0, 12_000_000.0, 2_000_000.0, 600_000.0]
+
+
+def test_cost_overrides_and_missing_floor_area():
+    g = layer(build_year=[1995, 1995], floor_area_m2=[1_000.0, None], consent_rate=[0.9, 0.9])
+    out = eligibility.screen(g, costs={"basic": 300, "improve": {"unit_cost_cny_m2": 150.0, "source": "市造价站"}},
+                             year=2024)
+    assert out["cost_cny"].iloc[0] == 450_000.0
+    assert np.isnan(out["cost_cny"].iloc[1])
+    assert out["reasons"].iloc[1] == "E-YEAR-PRIMARY;N-FLOOR-AREA-MISSING"
+    table = eligibility.cost_table({"basic": 300})
+    row = table.set_index("class").loc["basic"]
+    assert (row["unit_cost_cny_m2"], row["source"], row["verified"]) == (300.0, "plan.toml override", False)
+
+
+def test_class_bands_override():
+    g = layer(build_year=[1995], consent_rate=[0.9])
+    bands = [{"name": "all", "until": 9999, "classes": ["basic", "upgrade"]}]
+    out = eligibility.screen(g, {"classes": {"bands": bands}}, year=2024)
+    assert out["renovation_classes"].item() == "基础;提升"
+    assert out["cost_cny"].item() == 10_000.0 * 600
+
+
+def test_primary_cutoff_override():
+    g = layer(build_year=[2003, 2008], consent_rate=[0.9, 0.9])
+    out = eligibility.screen(g, {"primary_cutoff_year": 2006, "secondary_cutoff_year": 2010}, year=2024)
+    assert out["eligibility"].tolist() == ["eligible", "secondary_candidate"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "match"),
+    [
+        ({"primary_cutof_year": 2000}, "unknown setting 'primary_cutof_year'"),
+        ({"primary_cutoff_year": "2000"}, "expected int"),
+        ({"unknown_year_policy": "maybe"}, "unknown_year_policy"),
+        ({"primary_cutoff_year": 2006, "secondary_cutoff_year": 2001}, "secondary_cutoff_year"),
+        ({"min_consent": 66.7}, "min_consent"),
+        ({"disabled_rules": ["E-YEAR-PRIMARY"]}, "cannot be disabled"),
+        ({"classes": {"unknown": ["luxury"]}}, "unknown class 'luxury'"),
+    ],
+)
+def test_bad_rules_raise_config_error(rules, match):
+    with pytest.raises(ConfigError, match=match):
+        eligibility.screen(layer(build_year=[1990]), rules, year=2024)
+
+
+def test_bad_costs_raise_config_error():
+    with pytest.raises(ConfigError, match="unknown class 'premium'"):
+        eligibility.screen(layer(build_year=[1990]), costs={"premium": 100}, year=2024)
+    with pytest.raises(ConfigError, match="basic.unit_cost_cny_m2"):
+        eligibility.screen(layer(build_year=[1990]), costs={"basic": {"unit_cost_cny_m2": -5.0}}, year=2024)
+
+
+def test_bad_input_names_row_id_and_field():
+    g = layer(build_year=[1990, 1990], consent_rate=[0.5, 1.5])
+    with pytest.raises(LayerError, match=r"row 2 \(compound_id 'C1'\), field 'consent_rate'"):
+        eligibility.screen(g, year=2024)
+    g = layer(build_year=[1990, 1990])
+    g["compound_id"] = ["A", "A"]
+    with pytest.raises(LayerError, match="row 2, field 'compound_id': duplicate id 'A'"):
+        eligibility.screen(g, year=2024)
+    with pytest.raises(LayerError, match="required field 'floor_area_m2'"):
+        eligibility.screen(layer(build_year=[1990]).drop(columns="floor_area_m2"), year=2024)
+    g = layer(build_year=[1990], is_urban_village=["maybe"])
+    with pytest.raises(LayerError, match="field 'is_urban_village'"):
+        eligibility.screen(g, year=2024)
+
+
+def test_input_not_mutated_and_output_deterministic():
+    g = layer(build_year=[1990, 2003, None], consent_rate=[0.9, 0.5, None])
+    before = g.copy()
+    a = eligibility.screen(g, year=2024)
+    b = eligibility.screen(g, year=2024)
+    pd.testing.assert_frame_equal(g, before)
+    pd.testing.assert_frame_equal(a, b)
+    assert "eligible" not in g.columns
+
+
+def test_rules_table_traces_every_rule_to_domain():
+    table = eligibility.rules_table()
+    assert table["rule_id"].is_unique
+    assert table["source"].str.contains("DOMAIN.md").all()
+    assert {"E-YEAR-PRIMARY", "X-URBAN-VILLAGE", "C-CONSENT", "X-NOT-ADJACENT"} <= set(table["rule_id"])
+    row = table.set_index("rule_id").loc["X-URBAN-VILLAGE"]
+    assert "[000:11]" in row["source"] and row["text_zh"].startswith("城中村")
+    # every id screen() can emit is documented
+    g = layer(build_year=[1990, 2003, 2010, None], consent_rate=[0.1, 0.9, 0.9, None],
+              structural_safety_ok=[False, True, True, True])
+    emitted = {r for s in eligibility.screen(g, year=2024)["reasons"] for r in s.split(";") if r}
+    assert emitted <= set(table["rule_id"])
+
+
+def test_admit_secondary_needs_an_adjacent_primary_compound():
+    g = layer(build_year=[1990, 2003, 2004], consent_rate=[0.9] * 3)
+    screened = eligibility.screen(g, year=2024)
+    pairs = pd.DataFrame({"compound_a": ["C0", "C1"], "compound_b": ["C1", "C2"], "adjacent": [True, True]})
+    out = eligibility.admit_secondary(screened, pairs)
+    # C1 touches the primary C0; C2 touches only the candidate C1 (candidates do not admit each other)
+    assert out["eligible"].tolist() == [True, True, False]
+    assert reasons(out) == ["E-YEAR-PRIMARY", "E-YEAR-SECONDARY;B-ADJACENT-PRIMARY",
+                            "E-YEAR-SECONDARY;X-NOT-ADJACENT"]
+    assert out["cost_cny"].iloc[1] == 10_000.0 * 400 and np.isnan(out["cost_cny"].iloc[2])
+    assert screened["eligible"].tolist() == [True, False, False]  # input untouched
