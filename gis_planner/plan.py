@@ -28,6 +28,7 @@ __all__ = ["Plan", "PlanResult", "STAGES"]
 STAGES: list[tuple[str, str, str]] = [
     ("read", "read and validate layers", "读取并校验图层"),
     ("eligibility", "screen eligible compounds", "筛选改造对象"),
+    ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析"),
     ("bundling", "bundle adjacent compounds", "片区捆绑"),
 ]
 
@@ -102,7 +103,7 @@ class PlanResult:
         layers = {name: _sorted_layer(gdf, name) for name, gdf in self.outputs.items()}
         write_layers(layers, outdir / "plan.gpkg")
         for name, table in self.tables.items():
-            write_csv(table, outdir / f"{name}.csv")
+            write_csv(_presentable(table), outdir / f"{name}.csv")
         self.outdir = outdir
         self.timings["write"] = time.perf_counter() - t0
         manifest = run_manifest(self)
@@ -114,6 +115,22 @@ class PlanResult:
 _ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
                "bundles": "bundle_id", "proposed_facilities": "facility_id", "projects": "project_id",
                "roads": "road_id", "boundaries": "boundary_id"}
+
+
+def _presentable(table: pd.DataFrame) -> pd.DataFrame:
+    """Round float columns for CSV by their unit: metres and minutes to 0.01, rates to 1e-4, CNY to 1."""
+    out = table.copy()
+    for col in out.columns:
+        if not pd.api.types.is_float_dtype(out[col]):
+            continue
+        name = str(col)
+        if name.endswith(("_m", "_min", "_m2")):
+            out[col] = out[col].round(2)
+        elif name.endswith("_cny"):
+            out[col] = out[col].round(0)
+        elif name.startswith(("rate", "share", "access")) or name.endswith(("_rate", "_ratio")):
+            out[col] = out[col].round(4)
+    return out
 
 
 def _sorted_layer(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
@@ -270,6 +287,60 @@ def _stage_eligibility(result: PlanResult) -> None:
         result.outputs["compounds"], settings.get("eligibility") or None, costs=settings.get("costs") or None)
 
 
+def _node_crossings(setting: str, roads: gpd.GeoDataFrame) -> bool:
+    if setting == "auto":
+        ids = roads["road_id"].astype(str) if "road_id" in roads.columns else pd.Series([], dtype=str)
+        return not (len(ids) > 0 and bool(ids.str.startswith("osm_").all()))
+    if setting not in ("yes", "no"):
+        from ._errors import ConfigError
+
+        raise ConfigError(f"[network] node_crossings must be 'auto', 'yes' or 'no', got {setting!r}")
+    return setting == "yes"
+
+
+def _stage_coverage(result: PlanResult) -> None:
+    import warnings
+
+    from . import coverage, network, standards
+
+    cfg = result.config.settings
+    st = standards.load_standards(result.config.standards)
+    layers = result.layers
+    roads = layers.roads
+    graph = None
+    if roads is not None and len(roads):
+        graph = network.walk_graph(roads, non_walkable_classes=st.network["non_walkable_classes"],
+                                   node_crossings=_node_crossings(cfg["network"]["node_crossings"], roads))
+    facilities = layers.facilities if layers.facilities is not None else layers.compounds.iloc[:0].assign(
+        facility_id=pd.Series(dtype=str), facility_type=pd.Series(dtype=str))
+    compounds = result.outputs["compounds"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        located = coverage.locate(compounds, facilities, graph, standards=st,
+                                  max_snap_m=cfg["network"]["max_snap_m"])
+        limit = cfg["coverage"]["search_limit_m"] or None
+        table = coverage.assess(compounds, facilities, located, st, types=cfg["coverage"]["profile"],
+                                search_limit_m=limit)
+        access, facility_load = coverage.access_2sfca(compounds, facilities, located, st)
+    for w in caught:
+        result.messages.append(f"coverage: {w.message}")
+    result.outputs["compounds"] = coverage.add_coverage_columns(compounds, table, access=access)
+    result.tables["coverage"] = table
+    result.tables["coverage_summary"] = coverage.summarise(table, compounds, standards=st)
+    result.tables["coverage_by_subdistrict"] = coverage.summarise(table, compounds, by="subdistrict",
+                                                                  standards=st)
+    result.tables["coverage_by_tier"] = coverage.summarise(table, compounds, standards=st, level="tier")
+    result.tables["coverage_gaps"] = coverage.gap_list(table, compounds, standards=st)
+    result.tables["access_2sfca"] = access
+    result.tables["facility_load_2sfca"] = facility_load
+    snaps = coverage.snap_report(located)
+    result.tables["snaps"] = snaps
+    refused = int((~snaps["ok"].astype(bool)).sum()) if len(snaps) else 0
+    if refused:
+        result.messages.append(f"coverage: {refused} snap(s) refused (farther than "
+                               f"{cfg['network']['max_snap_m']:.0f} m from a walkable road); see snaps.csv")
+
+
 def _stage_bundling(result: PlanResult) -> None:
     from . import bundling
 
@@ -281,10 +352,19 @@ def _stage_bundling(result: PlanResult) -> None:
     result.outputs["bundles"] = bundles
     result.tables["bundles"] = pd.DataFrame(bundles.drop(columns=bundles.geometry.name))
     result.tables["adjacency"] = pairs
+    if "coverage" in result.tables:
+        from . import coverage, standards
+
+        st = standards.load_standards(result.config.standards)
+        bundled = compounds[compounds["bundle_id"].notna()]
+        table = result.tables["coverage"]
+        table = table[table["compound_id"].isin(bundled["compound_id"])]
+        result.tables["coverage_by_bundle"] = coverage.summarise(table, bundled, by="bundle_id", standards=st)
 
 
 #: stage key → function(PlanResult) that adds its outputs.
 _STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {
     "eligibility": _stage_eligibility,
+    "coverage": _stage_coverage,
     "bundling": _stage_bundling,
 }

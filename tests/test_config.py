@@ -37,7 +37,7 @@ def test_per_layer_table(tmp_path):
     ("text", "message"),
     [
         ("[netwrk]\nx = 1\n", "plan.toml: unknown section or key 'netwrk'"),
-        ("[network]\nmax_snap = 3\n", "plan.toml [network]: unknown key 'max_snap' (known keys: max_snap_m)"),
+        ("[network]\nmax_snap = 3\n", "plan.toml [network]: unknown key 'max_snap' (known keys: max_snap_m, node_crossings)"),
         ('[network]\nmax_snap_m = "far"\n', "plan.toml [network]: 'max_snap_m' must be a number, got 'far'"),
         ("[run]\nwrite_outputs = 1\n", "plan.toml [run]: 'write_outputs' must be true/false, got 1"),
         ("network = 3\n", "plan.toml: 'network' must be a table [network], got 3"),

@@ -86,3 +86,27 @@ def test_errors_are_clear(tmp_path, capsys):
     assert "missing.gpkg: file not found" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown key 'max_snap'"):
         Plan(str(SAMPLE), network={"max_snap": 1})
+
+
+def test_coverage_outputs(run_dir):
+    out, result = run_dir
+    table = pd.read_csv(out / "coverage.csv", encoding="utf-8-sig")
+    contract = ["compound_id", "facility_type", "tier", "threshold_m", "distance_m", "walk_min",
+                "nearest_facility_id", "covered"]
+    assert list(table.columns[:8]) == contract
+    n_types = table["facility_type"].nunique()
+    assert len(table) == 160 * n_types and n_types >= 12
+    reached = table["distance_m"].notna()
+    # walking is never shorter than the crow flies; minutes follow the 4 km/h default speed
+    assert (table.loc[reached, "distance_m"] >= table.loc[reached, "straight_m"] - 0.01).all()
+    assert (table.loc[reached, "walk_min"] - table.loc[reached, "distance_m"] / (4000 / 60)).abs().max() < 0.01
+    assert (table["covered"] == (table["distance_m"] <= table["threshold_m"])).all()
+    compounds = gpd.read_file(out / "plan.gpkg", layer="compounds")
+    assert "n_types_covered" in compounds.columns
+    per_compound = table.groupby("compound_id")["covered"].sum()
+    assert (compounds.set_index("compound_id")["n_types_covered"] == per_compound).all()
+    summary = pd.read_csv(out / "coverage_summary.csv", encoding="utf-8-sig").set_index("facility_type")
+    kg = table[table["facility_type"] == "kindergarten"]
+    assert summary.loc["kindergarten", "n_covered"] == kg["covered"].sum()
+    by_bundle = pd.read_csv(out / "coverage_by_bundle.csv", encoding="utf-8-sig")
+    assert set(by_bundle["bundle_id"]) == set(pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")["bundle_id"])
