@@ -242,8 +242,11 @@ class Plan:
                 from ._errors import ConfigError
 
                 raise ConfigError("no layers given: pass a layers GeoPackage (--layers) or set 'layers' in plan.toml")
+            from .standards import load_standards
+
             metric = self.config.settings["crs"]["metric"]
-            self._layers = read_layers(self.config.layers, metric_crs=metric)
+            vocabulary = load_standards(self.config.standards).vocabulary()
+            self._layers = read_layers(self.config.layers, metric_crs=metric, facility_types=vocabulary)
         return self._layers
 
     def run(self, outdir: str | os.PathLike | None = None, *, progress: ProgressFn | None = None) -> PlanResult:

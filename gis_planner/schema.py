@@ -65,17 +65,11 @@ def layer_spec(layer: str) -> dict[str, Any]:
     return layers[layer]
 
 
-@cache
 def _facility_vocabulary() -> dict[str, str]:
-    """Map facility-type keys, Chinese names and aliases → key, from ``data/standards.toml``."""
-    with resources.files("gis_planner").joinpath("data/standards.toml").open("rb") as fh:
-        types = tomllib.load(fh)["facility_types"]
-    vocab: dict[str, str] = {}
-    for key, spec in types.items():
-        for name in [key, spec.get("name_zh", ""), spec.get("name_en", ""), *spec.get("aliases_zh", [])]:
-            if name:
-                vocab.setdefault(str(name).strip().lower(), key)
-    return vocab
+    """Facility-type vocabulary of the bundled standards (keys, Chinese names, aliases → key)."""
+    from .standards import _default_vocabulary
+
+    return _default_vocabulary()
 
 
 def _vocabulary(name: str, facility_types: Mapping[str, str] | None) -> dict[str, str]:

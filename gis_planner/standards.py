@@ -118,6 +118,10 @@ class Standards:
             raise ConfigError(f"standards: unknown facility type(s) {', '.join(map(repr, unknown))}")
         return keys
 
+    def vocabulary(self) -> dict[str, str]:
+        """Lower-cased key, Chinese name, English name and every alias → facility type key."""
+        return _vocabulary(self.facility_types)
+
     def type_key(self, value: object) -> str | None:
         """Resolve a facility type key, English name, Chinese name or Chinese alias to its key (else None)."""
         text = str(value).strip().lower() if value is not None else ""
