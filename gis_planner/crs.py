@@ -244,6 +244,18 @@ def _invert(
     return x, y
 
 
+def _forward_inside(
+    forward: Callable[[NDArray[np.float64], NDArray[np.float64]], tuple[NDArray[np.float64], NDArray[np.float64]]],
+    lon: ArrayLike, lat: ArrayLike,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Apply ``forward`` to the points inside China; points outside pass through unchanged."""
+    lon_a, lat_a = _as_arrays(lon, lat)
+    inside = in_china(lon_a, lat_a)
+    if inside.any():
+        lon_a[inside], lat_a[inside] = forward(lon_a[inside], lat_a[inside])
+    return lon_a, lat_a
+
+
 def _invert_inside(
     forward: _PairFunc, guess: _PairFunc, lon: NDArray[np.float64], lat: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -274,11 +286,7 @@ def wgs84_to_gcj02(
     >>> round(float(lon), 8), round(float(lat), 8)
     (120.00567568, 40.00130479)
     """
-    lon_a, lat_a = _as_arrays(lon, lat)
-    inside = in_china(lon_a, lat_a)
-    if inside.any():
-        lon_a[inside], lat_a[inside] = _gcj02_forward(lon_a[inside], lat_a[inside])
-    return lon_a, lat_a
+    return _forward_inside(_gcj02_forward, lon, lat)
 
 
 def gcj02_to_wgs84(
@@ -313,11 +321,7 @@ def gcj02_to_bd09(
     0.000003·cos(lon·3000π/180), then shifts of +0.0065° lon and +0.0060° lat. Points outside
     :func:`in_china` are returned unchanged (Baidu uses WGS-84 abroad).
     """
-    lon_a, lat_a = _as_arrays(lon, lat)
-    inside = in_china(lon_a, lat_a)
-    if inside.any():
-        lon_a[inside], lat_a[inside] = _bd09_forward(lon_a[inside], lat_a[inside])
-    return lon_a, lat_a
+    return _forward_inside(_bd09_forward, lon, lat)
 
 
 def bd09_to_gcj02(
@@ -354,11 +358,7 @@ def wgs84_to_bd09(
     Both steps apply to points inside :func:`in_china` (tested on the WGS-84 input); others are
     returned unchanged.
     """
-    lon_a, lat_a = _as_arrays(lon, lat)
-    inside = in_china(lon_a, lat_a)
-    if inside.any():
-        lon_a[inside], lat_a[inside] = _wgs84_bd09_forward(lon_a[inside], lat_a[inside])
-    return lon_a, lat_a
+    return _forward_inside(_wgs84_bd09_forward, lon, lat)
 
 
 def bd09_to_wgs84(
