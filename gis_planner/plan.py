@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import __version__
 from .config import PlanConfig, load_config
-from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers
+from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers, write_xlsx
 from .schema import Layers
 
 __all__ = ["Plan", "PlanResult", "STAGES"]
@@ -30,6 +30,7 @@ STAGES: list[tuple[str, str, str]] = [
     ("eligibility", "screen eligible compounds", "筛选改造对象"),
     ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析"),
     ("bundling", "bundle adjacent compounds", "片区捆绑"),
+    ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合"),
 ]
 
 ProgressFn = Callable[[int, int, str, str], None]
@@ -45,6 +46,7 @@ class PlanResult:
     layers : the validated input layers (metric CRS).
     outputs : output layers by name (``compounds``, ``bundles``, ``vacant``, ``facilities``, ...).
     tables : output tables by name (``coverage``, ``bundles`` ...), written as CSV.
+    workbooks : XLSX workbooks by file stem (``ledger``): ``(sheets, Chinese headers)``.
     timings : seconds per stage.
     messages : warnings and notes gathered during the run, in order.
     outdir : where the run was written, if it was.
@@ -54,9 +56,11 @@ class PlanResult:
     layers: Layers
     outputs: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    workbooks: dict[str, tuple[dict[str, pd.DataFrame], dict[str, str]]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     outdir: Path | None = None
+    finance: Any = None
 
     # ----------------------------------------------------------------- summaries
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -72,6 +76,36 @@ class PlanResult:
             g = getattr(self.layers, name)
             rows.append((name, "—" if g is None else f"{len(g)}", zh))
         rows.append(("input warnings", f"{len(self.layers.report.warnings)}", "输入警告"))
+        if "eligible" in c.columns:
+            elig = c[c["eligible"].astype(bool)]
+            rows.append(("eligible compounds", f"{len(elig)} ({int(elig['households'].fillna(0).sum()):,} hh)",
+                         "纳入改造小区(户)"))
+            if "cost_cny" in elig.columns:
+                rows.append(("renovation cost", f"{elig['cost_cny'].sum() / 1e4:,.0f} 万元", "改造投资估算"))
+        if "bundles" in self.outputs:
+            b = self.outputs["bundles"]
+            isolated = int(b["isolated"].sum()) if "isolated" in b.columns else 0
+            rows.append(("bundles", f"{len(b)} ({isolated} isolated)", "片区项目(孤立)"))
+        if "coverage_summary" in self.tables:
+            cs = self.tables["coverage_summary"]
+            hh = cs["households"].sum()
+            share = cs["households_covered"].sum() / hh if hh else float("nan")
+            rows.append(("households covered", f"{share:.1%} of type × household", "生活圈覆盖率(户加权)"))
+        if "proposed_facilities" in self.outputs:
+            rows.append(("proposed facilities", f"{len(self.outputs['proposed_facilities'])}", "建议新增设施"))
+        if "bundles" in self.outputs and "balance_mode" in self.outputs["bundles"].columns:
+            from .finance import MODES
+
+            b = self.outputs["bundles"]
+            counts = b["balance_mode"].value_counts()
+            modes = self.finance.settings["modes"] if self.finance is not None else {}
+            for mode in MODES:
+                rows.append((f"  balance: {mode}", f"{int(counts.get(mode, 0))} bundles",
+                             modes.get(mode, {}).get("name_zh", "")))
+        if "pairings" in self.tables:
+            p = self.tables["pairings"]
+            amount = float(p["amount_cny"].sum()) if len(p) else 0.0
+            rows.append(("cross-area pairings", f"{len(p)} ({amount / 1e4:,.0f} 万元)", "跨片区组合"))
         return rows
 
     def summary(self) -> str:
@@ -104,6 +138,8 @@ class PlanResult:
         write_layers(layers, outdir / "plan.gpkg")
         for name, table in self.tables.items():
             write_csv(_presentable(table), outdir / f"{name}.csv")
+        for name, (sheets, headers) in self.workbooks.items():
+            write_xlsx(sheets, outdir / f"{name}.xlsx", headers=headers)
         self.outdir = outdir
         self.timings["write"] = time.perf_counter() - t0
         manifest = run_manifest(self)
@@ -365,9 +401,27 @@ def _stage_bundling(result: PlanResult) -> None:
         result.tables["coverage_by_bundle"] = coverage.summarise(table, bundled, by="bundle_id", standards=st)
 
 
+def _stage_finance(result: PlanResult) -> None:
+    from . import finance
+
+    layers, out, settings = result.layers, result.outputs, result.config.stage_settings
+    args = (out["compounds"], out["bundles"], layers.projects, layers.vacant, out.get("proposed_facilities"))
+    fin = finance.balance(*args, settings.get("finance") or None, costs=settings.get("costs") or None)
+    sens = finance.sensitivity(*args, fin.settings)
+    out["compounds"], out["bundles"], out["pairings"] = fin.compounds, fin.bundles, fin.pairings_layer
+    result.tables["bundles"] = pd.DataFrame(fin.bundles.drop(columns=fin.bundles.geometry.name))
+    result.tables["pairings"] = fin.pairings
+    result.tables["finance_sensitivity"] = sens
+    sheets = fin.xlsx_sheets(sens)
+    result.workbooks["ledger"] = (sheets, finance.xlsx_headers(sheets))
+    result.finance = fin
+    result.messages.append(fin.summary_text())
+
+
 #: stage key → function(PlanResult) that adds its outputs.
 _STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {
     "eligibility": _stage_eligibility,
     "coverage": _stage_coverage,
     "bundling": _stage_bundling,
+    "finance": _stage_finance,
 }

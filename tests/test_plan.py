@@ -110,3 +110,29 @@ def test_coverage_outputs(run_dir):
     assert summary.loc["kindergarten", "n_covered"] == kg["covered"].sum()
     by_bundle = pd.read_csv(out / "coverage_by_bundle.csv", encoding="utf-8-sig")
     assert set(by_bundle["bundle_id"]) == set(pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")["bundle_id"])
+
+
+def test_finance_outputs(run_dir):
+    import openpyxl
+
+    out, result = run_dir
+    pairings = pd.read_csv(out / "pairings.csv", encoding="utf-8-sig")
+    assert list(pairings.columns[:4]) == ["bundle_id", "project_id", "amount_cny", "distance_m"]
+    bundles = gpd.read_file(out / "plan.gpkg", layer="bundles")
+    assert set(bundles["balance_mode"]) <= {"self_compound", "self_bundle", "cross_area", "government_led"}
+    # a bundle is paired only with projects not attached to it, and its pairing income is what the table says
+    attached = bundles.set_index("bundle_id")["project_ids"].fillna("").str.split(";")
+    for row in pairings.itertuples():
+        assert row.project_id not in attached[row.bundle_id]
+    paired = pairings.groupby("bundle_id")["amount_cny"].sum()
+    recorded = bundles.set_index("bundle_id")["paired_cny"]
+    assert (recorded.reindex(paired.index) - paired).abs().max() < 1.0
+    lines = gpd.read_file(out / "plan.gpkg", layer="pairings")
+    assert len(lines) == len(pairings) and set(lines.geom_type) == {"LineString"}
+    wb = openpyxl.load_workbook(out / "ledger.xlsx")
+    assert "参数假设" in wb.sheetnames and "跨片区组合" in wb.sheetnames
+    # the summary states how many bundles balance in each mode
+    text = result.summary()
+    for mode in ("self_compound", "self_bundle", "cross_area", "government_led"):
+        n = int((bundles["balance_mode"] == mode).sum())
+        assert f"balance: {mode}" in text and f"{n} bundles" in text
