@@ -17,19 +17,20 @@ from ._errors import ConfigError
 __all__ = ["PlanConfig", "default_settings", "load_config"]
 
 #: Sections whose defaults live in a stage's own data file and whose contents that stage checks.
-STAGE_SECTIONS = ("standards", "eligibility", "costs", "bundling", "finance")
+STAGE_SECTIONS = ("standards", "eligibility", "costs", "bundling", "siting", "finance")
 FREE_SECTIONS = ("layers", *STAGE_SECTIONS)
 
 
 def _check_stage_section(section: str, value: Any) -> None:
     """Let the stage that owns ``section`` reject unknown keys and wrong types now, not mid-run."""
-    from . import bundling, eligibility, finance, standards
+    from . import bundling, eligibility, finance, siting, standards
 
     checks = {
         "standards": lambda v: standards.load_standards(v),
         "eligibility": lambda v: eligibility.check_settings(rules=v),
         "costs": lambda v: eligibility.check_settings(costs=v),
         "bundling": lambda v: bundling.bundle_rules(v),
+        "siting": lambda v: siting.load_rules(v),
         "finance": lambda v: finance.finance_settings(v),
     }
     checks[section](dict(value))
@@ -57,8 +58,9 @@ class PlanConfig:
         when the layers are given directly (notebooks) or on the command line.
     settings : every section with defaults filled in (``settings["network"]["max_snap_m"]`` ...).
     standards : overrides of the facility standards, passed to the standards loader.
-    stage_settings : the ``[eligibility]``, ``[costs]``, ``[bundling]`` and ``[finance]`` tables as given
-        (overrides of the defaults in ``data/eligibility.toml``, ``data/costs.toml``, ``data/finance.toml``).
+    stage_settings : the ``[eligibility]``, ``[costs]``, ``[bundling]``, ``[siting]`` and ``[finance]`` tables
+        as given (overrides of the defaults in ``data/eligibility.toml``, ``costs.toml``, ``siting.toml``,
+        ``finance.toml``).
     source : the plan.toml path, or None.
     given : the settings exactly as the user gave them (recorded in run.json).
     """

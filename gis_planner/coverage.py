@@ -33,6 +33,7 @@ __all__ = [
     "gap_list",
     "add_coverage_columns",
     "access_2sfca",
+    "pair_distances",
     "service_areas",
 ]
 
@@ -580,8 +581,18 @@ def add_coverage_columns(
     return out.assign(**new)
 
 
-def _pair_distances(located: Located, fac: np.ndarray, d0: float, detour: float):
-    """All (facility position, compound position, metres) pairs within ``d0``."""
+def pair_distances(
+    located: Located, fac: np.ndarray, d0: float, detour: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (facility position, compound position, metres) pairs within ``d0`` metres.
+
+    Parameters
+    ----------
+    located : result of :func:`locate`.
+    fac : positions of the facilities (in ``located``) to measure from.
+    d0 : largest distance kept (metres, network or straight line × ``detour``).
+    detour : detour factor of the straight-line fallback (ignored on a network).
+    """
     if located.method != "network":
         tree = shapely.STRtree(located.access_geometry)
         fi, ai = tree.query(located.facility_geometry[fac], predicate="dwithin", distance=d0 / detour)
@@ -677,7 +688,7 @@ def access_2sfca(
         demand = hh * float(ft.at[t, "capacity_per_1000_households"]) / 1000.0
         d0 = factor * float(ft.at[t, "radius_m"])
         if len(fac):
-            f, c, d = _pair_distances(located, fac, d0, detour)
+            f, c, d = pair_distances(located, fac, d0, detour)
         else:
             f = c = np.array([], dtype=np.int64)
             d = np.array([], float)

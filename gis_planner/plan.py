@@ -30,6 +30,7 @@ STAGES: list[tuple[str, str, str]] = [
     ("eligibility", "screen eligible compounds", "筛选改造对象"),
     ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析"),
     ("bundling", "bundle adjacent compounds", "片区捆绑"),
+    ("siting", "site missing facilities on vacant land", "补短板设施选址"),
     ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合"),
 ]
 
@@ -60,7 +61,9 @@ class PlanResult:
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     outdir: Path | None = None
+    graph: Any = None
     finance: Any = None
+    siting: Any = None
 
     # ----------------------------------------------------------------- summaries
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -92,7 +95,17 @@ class PlanResult:
             share = cs["households_covered"].sum() / hh if hh else float("nan")
             rows.append(("households covered", f"{share:.1%} of type × household", "生活圈覆盖率(户加权)"))
         if "proposed_facilities" in self.outputs:
-            rows.append(("proposed facilities", f"{len(self.outputs['proposed_facilities'])}", "建议新增设施"))
+            pf = self.outputs["proposed_facilities"]
+            cost = float(pf["cost_cny"].sum()) if "cost_cny" in pf.columns else 0.0
+            rows.append(("proposed facilities", f"{len(pf)} ({cost / 1e4:,.0f} 万元)", "建议新增设施"))
+        ba = self.tables.get("siting_before_after")
+        if ba is not None and len(ba):
+            d = ba[(ba["scope"] == "district") & (ba["level"] == "type")]
+            hh = d["households"].sum()
+            if hh:
+                rows.append(("covered after siting",
+                             f"{d['households_covered_after'].sum() / hh:.1%} of type × household",
+                             "选址后覆盖率(户加权)"))
         if "bundles" in self.outputs and "balance_mode" in self.outputs["bundles"].columns:
             from .finance import MODES
 
@@ -350,6 +363,7 @@ def _stage_coverage(result: PlanResult) -> None:
     if roads is not None and len(roads):
         graph = network.walk_graph(roads, non_walkable_classes=st.network["non_walkable_classes"],
                                    node_crossings=_node_crossings(cfg["network"]["node_crossings"], roads))
+    result.graph = graph
     facilities = layers.facilities if layers.facilities is not None else layers.compounds.iloc[:0].assign(
         facility_id=pd.Series(dtype=str), facility_type=pd.Series(dtype=str))
     compounds = result.outputs["compounds"]
@@ -401,6 +415,31 @@ def _stage_bundling(result: PlanResult) -> None:
         result.tables["coverage_by_bundle"] = coverage.summarise(table, bundled, by="bundle_id", standards=st)
 
 
+def _stage_siting(result: PlanResult) -> None:
+    import warnings
+
+    from . import siting, standards
+
+    layers = result.layers
+    if layers.vacant is None or not len(layers.vacant) or "coverage" not in result.tables:
+        result.messages.append("siting: skipped (no vacant layer or no coverage table) — 无存量用地，未做选址")
+        return
+    cfg = result.config.settings
+    st = standards.load_standards(result.config.standards)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = siting.propose(result.outputs["compounds"], layers.vacant, layers.facilities, result.graph,
+                             result.tables["coverage"], st, result.config.stage_settings.get("siting") or None,
+                             boundaries=layers.boundaries, max_snap_m=cfg["network"]["max_snap_m"])
+    result.messages.extend(f"siting: {w.message}" for w in caught)
+    result.messages.extend(res.messages)
+    result.siting = res
+    result.outputs["proposed_facilities"] = res.proposed
+    result.tables["proposed_facilities"] = pd.DataFrame(res.proposed.drop(columns=res.proposed.geometry.name))
+    result.tables["siting_before_after"] = res.before_after
+    result.tables["siting_candidates"] = res.candidates
+
+
 def _stage_finance(result: PlanResult) -> None:
     from . import finance
 
@@ -423,5 +462,6 @@ _STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {
     "eligibility": _stage_eligibility,
     "coverage": _stage_coverage,
     "bundling": _stage_bundling,
+    "siting": _stage_siting,
     "finance": _stage_finance,
 }

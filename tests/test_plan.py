@@ -136,3 +136,20 @@ def test_finance_outputs(run_dir):
     for mode in ("self_compound", "self_bundle", "cross_area", "government_led"):
         n = int((bundles["balance_mode"] == mode).sum())
         assert f"balance: {mode}" in text and f"{n} bundles" in text
+
+
+def test_siting_outputs(run_dir):
+    out, result = run_dir
+    proposed = gpd.read_file(out / "plan.gpkg", layer="proposed_facilities")
+    table = pd.read_csv(out / "proposed_facilities.csv", encoding="utf-8-sig")
+    assert len(proposed) == len(table) > 0
+    assert table["facility_id"].is_monotonic_increasing
+    vacant = gpd.read_file(out / "plan.gpkg", layer="vacant").set_index("parcel_id")
+    assert set(table["parcel_id"]) <= set(vacant.index)
+    assert table["reason_zh"].str.contains("该地块可覆盖").all()
+    ba = pd.read_csv(out / "siting_before_after.csv", encoding="utf-8-sig")
+    district = ba[(ba["scope"] == "district") & (ba["level"] == "type")]
+    # proposals raise household-weighted coverage and never lower it for any type
+    assert (district["households_covered_after"] >= district["households_covered_before"]).all()
+    assert district["households_gain"].sum() == table["households_newly_covered"].sum()
+    assert "covered after siting" in result.summary()
