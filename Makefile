@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	bash .ci/system-deps.sh
 	$(BIN)/gis-planner run --layers layers/sample_district.gpkg -o outputs/sample_district
 
 test: $(STAMP)
+	bash .ci/system-deps.sh
 	$(BIN)/ruff check gis_planner tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -23,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/coverage.py
 	$(BIN)/python benchmarks/bundling.py
+	$(BIN)/python benchmarks/siting.py
+	$(BIN)/python benchmarks/map_scale.py
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache .ruff_cache

@@ -35,6 +35,14 @@ _EXAMPLES = {
         examples:
           gis-planner sample -o layers/sample_district.gpkg
     """,
+    "map": """
+        Re-draws map.html (and with --reports the per-bundle reports) of a finished run from its plan.gpkg,
+        CSV tables and run.json, without recomputing anything. The map embeds Leaflet: it opens offline.
+        examples:
+          gis-planner map outputs/sample
+          gis-planner map outputs/sample --basemap none --lang en
+          gis-planner map outputs/sample --basemap tianditu --tianditu-key KEY --reports
+    """,
     "demo": """
         Runs the whole pipeline on the bundled sample district.
         examples:
@@ -76,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     s = add("sample", "write the deterministic sample district")
     s.add_argument("-o", "--out", default="layers/sample_district.gpkg", help="GeoPackage to write")
     s.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
+
+    mp = add("map", "re-draw map.html of a finished run (no recomputation)")
+    mp.add_argument("outdir", help="output folder of a finished run (with plan.gpkg)")
+    mp.add_argument("--basemap", choices=["osm", "tianditu", "amap", "none"], default=None,
+                    help="basemap (default: the plan's [map] basemap, else osm); amap shifts layers to GCJ-02")
+    mp.add_argument("--lang", choices=["zh", "en"], default="zh", help="label language (default zh)")
+    mp.add_argument("--tianditu-key", help="天地图 key (default: [map] tianditu_key or $TIANDITU_KEY)")
+    mp.add_argument("--reports", action="store_true", help="also write reports/ (per-bundle HTML + PNG, index)")
+    mp.add_argument("-o", "--out", help="write the map here instead of OUTDIR/map.html")
 
     d = add("demo", "run the whole pipeline on the sample district")
     d.add_argument("-o", "--out", default="outputs/sample_district", help="output folder")
@@ -139,6 +156,22 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_map(args: argparse.Namespace) -> int:
+    from . import maps
+
+    result = maps.load_run(args.outdir)
+    basemap = "config" if args.basemap is None else (None if args.basemap == "none" else args.basemap)
+    m = maps.plan_map(result, lang=args.lang, basemap=basemap, tianditu_key=args.tianditu_key)
+    path, size = maps.save_map(m, args.out or Path(args.outdir) / "map.html")
+    print(f"map 地图: {path} ({size / 1e6:.1f} MB)")
+    if args.reports:
+        from .report import write_reports
+
+        files = write_reports(result, args.outdir)
+        print(f"reports 评审材料: {files[-1]} ({len(files)} files)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .plan import Plan
 
@@ -156,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `gis-planner`; returns the exit code."""
     args = _parser().parse_args(argv)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "from-osm": _cmd_from_osm,
-               "sample": _cmd_sample, "demo": _cmd_demo}[args.command]
+               "sample": _cmd_sample, "demo": _cmd_demo,
+               "map": _cmd_map}[args.command]
     try:
         return handler(args)
     except GisPlannerError as exc:

@@ -64,6 +64,7 @@ class PlanResult:
     graph: Any = None
     finance: Any = None
     siting: Any = None
+    map_bytes: int | None = None
 
     # ----------------------------------------------------------------- summaries
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -131,6 +132,8 @@ class PlanResult:
         total = sum(self.timings.values())
         lines.append("  stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
                      + f" (total {total:.2f} s)")
+        if self.map_bytes is not None:
+            lines.append(f"  map.html 交互地图: {self.map_bytes / 1e6:.1f} MB (offline, Leaflet embedded)")
         if self.outdir is not None:
             lines.append(f"  outputs 输出: {self.outdir}")
         return "\n".join(lines)
@@ -155,10 +158,27 @@ class PlanResult:
             write_xlsx(sheets, outdir / f"{name}.xlsx", headers=headers)
         self.outdir = outdir
         self.timings["write"] = time.perf_counter() - t0
+        self._write_manifest(outdir)  # the map and reports link it; rewritten below with their timings
+        map_cfg = self.config.settings["map"]
+        if map_cfg["enabled"]:
+            from .maps import write_run_map
+
+            t0 = time.perf_counter()
+            _, self.map_bytes = write_run_map(self, outdir)
+            self.timings["map"] = time.perf_counter() - t0
+        if map_cfg["reports"]:
+            from .report import write_reports
+
+            t0 = time.perf_counter()
+            write_reports(self, outdir)
+            self.timings["reports"] = time.perf_counter() - t0
+        self._write_manifest(outdir)
+        return outdir
+
+    def _write_manifest(self, outdir: Path) -> None:
         manifest = run_manifest(self)
         with atomic_path(outdir / "run.json") as tmp:
             tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-        return outdir
 
 
 _ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",

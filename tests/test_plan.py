@@ -60,7 +60,7 @@ def test_outputs_and_manifest(run_dir):
 def test_tables_are_byte_identical_across_runs(run_dir, tmp_path):
     out, _ = run_dir
     again = tmp_path / "again"
-    Plan(str(SAMPLE)).run(again)
+    Plan(str(SAMPLE), map={"enabled": False, "reports": False}).run(again)
     csvs = sorted(p.name for p in out.glob("*.csv"))
     assert csvs == sorted(p.name for p in again.glob("*.csv"))
     for name in csvs:
@@ -69,8 +69,8 @@ def test_tables_are_byte_identical_across_runs(run_dir, tmp_path):
 
 def test_plan_toml_and_cli(tmp_path, capsys):
     plan = tmp_path / "plan.toml"
-    plan.write_text(f'name = "示例片区"\nlayers = "{SAMPLE.as_posix()}"\n[network]\nmax_snap_m = 400\n',
-                    encoding="utf-8")
+    plan.write_text(f'name = "示例片区"\nlayers = "{SAMPLE.as_posix()}"\n[network]\nmax_snap_m = 400\n'
+                    '[map]\nreports = false\n', encoding="utf-8")
     assert main(["run", str(plan), "-o", str(tmp_path / "out"), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "Plan '示例片区'" in printed and "160" in printed
@@ -153,3 +153,15 @@ def test_siting_outputs(run_dir):
     assert (district["households_covered_after"] >= district["households_covered_before"]).all()
     assert district["households_gain"].sum() == table["households_newly_covered"].sum()
     assert "covered after siting" in result.summary()
+
+
+def test_map_and_reports_are_written(run_dir):
+    out, result = run_dir
+    html = (out / "map.html").read_text(encoding="utf-8")
+    assert result.map_bytes == (out / "map.html").stat().st_size
+    assert "unpkg.com" not in html and "cdn.jsdelivr" not in html  # Leaflet is embedded: opens offline
+    assert "map.html" in result.summary()
+    bundles = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")["bundle_id"]
+    assert sorted(p.stem for p in (out / "reports").glob("B*.html")) == sorted(bundles)
+    index = (out / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "ledger.xlsx" in index and "B001" in index

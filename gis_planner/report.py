@@ -1,0 +1,428 @@
+"""Review-meeting exports: per-bundle 实施方案-style HTML reports with static maps, and the run's index page."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+__all__ = ["cjk_font", "static_bundle_map", "write_reports", "write_index", "bundle_report_html"]
+
+#: Report sections in the order of the implementation-plan template (DOMAIN.md §8.1, §10.3).
+SECTIONS_ZH = ("一、概况", "二、现状分析与问题清单", "三、改造内容", "四、投资估算与资金筹措", "五、组织实施")
+
+_CSS = """
+body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC","WenQuanYi Micro Hei",sans-serif;margin:0;color:#222;
+ background:#f4f4f4}
+main{max-width:1000px;margin:0 auto;background:#fff;padding:28px 44px 40px;box-shadow:0 0 6px rgba(0,0,0,.15)}
+h1{font-size:24px;text-align:center;border-bottom:3px double #b2182b;padding-bottom:10px;margin-bottom:4px}
+.sub{text-align:center;color:#666;font-size:13px;margin-bottom:20px}
+h2{font-size:18px;color:#b2182b;border-left:5px solid #b2182b;padding-left:8px;margin-top:28px}
+h3{font-size:15px;margin-bottom:6px}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0 12px}
+th,td{border:1px solid #bbb;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f0e6e6}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.kv td:first-child{width:28%;background:#faf6f6;color:#444}
+.note{color:#777;font-size:12px}
+.placeholder{border:1px dashed #aaa;background:#fafafa;padding:10px;color:#666}
+img.map{width:100%;border:1px solid #ccc}
+nav a{margin-right:12px}
+"""
+
+
+# --------------------------------------------------------------------------------------------- fonts
+@cache
+def cjk_font() -> str:
+    """The family name of an installed CJK font for matplotlib (Noto Sans CJK, WenQuanYi, Source Han …).
+
+    Raises
+    ------
+    RuntimeError
+        when none is installed: Chinese labels would render as tofu boxes. Install one, e.g. Debian
+        ``fonts-noto-cjk`` or ``fonts-wqy-microhei``.
+    """
+    from matplotlib import font_manager
+
+    from .maps import load_style
+
+    wanted = load_style()["fonts"]["families"]
+    for attempt in range(2):
+        if attempt:  # a font installed after matplotlib cached the font list: rescan once
+            font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        for name in wanted:
+            if name in installed:
+                return name
+        for f in font_manager.fontManager.ttflist:  # any font whose name says CJK / SC / Hei
+            if any(k in f.name for k in ("CJK", " SC", "Hei", "WenQuanYi", "Han Sans")):
+                return f.name
+    raise RuntimeError("no CJK font found for matplotlib — Chinese labels would show as boxes. Install one "
+                       "(Debian: apt-get install fonts-noto-cjk or fonts-wqy-microhei) and retry")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _e(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "—"
+    return html.escape(str(value))
+
+
+def _wan(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if np.isnan(v) else f"{v / 1e4:,.1f}"
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return _e(value)
+    return "—" if np.isnan(v) else f"{v:,.{digits}f}"
+
+
+def _table(df: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> str:
+    """An HTML table; ``columns`` are (column, header, format: text | int | wan | pct | float)."""
+    cols = [(c, h, f) for c, h, f in columns if c in df.columns]
+    if not len(df) or not cols:
+        return '<p class="note">（无）</p>'
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in cols)
+    body = []
+    for _, row in df.iterrows():
+        cells = []
+        for c, _, f in cols:
+            v = row[c]
+            if f == "int":
+                cells.append(f'<td class="n">{_num(v)}</td>')
+            elif f == "wan":
+                cells.append(f'<td class="n">{_wan(v)}</td>')
+            elif f == "pct":
+                cells.append(f'<td class="n">{"—" if pd.isna(v) else f"{float(v) * 100:.0f}%"}</td>')
+            elif f == "float":
+                cells.append(f'<td class="n">{_num(v, 1)}</td>')
+            else:
+                cells.append(f"<td>{_e(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _kv(rows: Sequence[tuple[str, str]]) -> str:
+    return '<table class="kv">' + "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rows) + \
+        "</table>"
+
+
+def _page(title: str, subtitle: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
+            f'<body><main><h1>{html.escape(title)}</h1><div class="sub">{subtitle}</div>{body}</main></body></html>')
+
+
+# --------------------------------------------------------------------------------------------- static map
+def static_bundle_map(result: Any, bundle_id: str, path: str | os.PathLike, *, margin_m: float = 250.0,
+                      dpi: int = 150) -> Path:
+    """A PNG site plan of one bundle (matplotlib, no basemap): member compounds by eligibility, the bundle's
+    red line, nearby compounds, vacant parcels, facilities and proposed facilities, with labels in Chinese,
+    a scale bar and a north arrow.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from .maps import _context, load_style
+
+    font = cjk_font()
+    plt.rcParams["font.sans-serif"] = [font, "DejaVu Sans"]
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["axes.unicode_minus"] = False
+    style = load_style()
+    ctx = _context(result)
+    bundle = ctx.bundles[ctx.bundles["bundle_id"].astype(str) == str(bundle_id)]
+    minx, miny, maxx, maxy = bundle.total_bounds
+    minx, miny, maxx, maxy = minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m
+    fig, ax = plt.subplots(figsize=(8, 8 * (maxy - miny) / max(maxx - minx, 1)) if maxy - miny < 1.4 * (maxx - minx)
+                           else (6, 8))
+    try:
+        comp = ctx.compounds.cx[minx:maxx, miny:maxy]
+        members = comp[comp.get("bundle_id", pd.Series(index=comp.index, dtype=object)).astype(str) == str(bundle_id)]
+        others = comp.drop(members.index)
+        if len(others):
+            others.plot(ax=ax, color="#eeeeee", edgecolor="#bbbbbb", linewidth=0.5)
+        el = style["eligibility"]
+        handles = []
+        if len(members):
+            status = members["eligibility"].astype("object").fillna("unknown") if "eligibility" in members else \
+                pd.Series("unknown", index=members.index)
+            members.plot(ax=ax, color=[el.get(s, el["unknown"]) for s in status], edgecolor="#555", linewidth=0.6)
+            from .maps import _eligibility_labels
+
+            labels = _eligibility_labels("zh")
+            handles += [Patch(facecolor=el.get(s, el["unknown"]), edgecolor="#555", label=labels.get(s, s))
+                        for s in sorted(set(status))]
+            for _, r in members.iterrows():
+                p = r.geometry.representative_point()
+                ax.annotate(str(r.get("name", r["compound_id"])), (p.x, p.y), fontsize=6.5, ha="center",
+                            va="center", color="#222")
+        if ctx.vacant is not None:
+            v = ctx.vacant.to_crs(ctx.crs).cx[minx:maxx, miny:maxy]
+            if len(v):
+                v.plot(ax=ax, color="#c7b2d6", edgecolor="#54278f", linewidth=0.8, hatch="///")
+                handles.append(Patch(facecolor="#c7b2d6", edgecolor="#54278f", hatch="///", label="存量用地"))
+        bundle.boundary.plot(ax=ax, color=style["palette"]["bundle_outline"], linewidth=2.2, linestyle="--")
+        handles.append(Patch(facecolor="none", edgecolor=style["palette"]["bundle_outline"], linestyle="--",
+                             label="片区范围（红线）"))
+        if ctx.facilities is not None:
+            f = ctx.facilities.to_crs(ctx.crs).cx[minx:maxx, miny:maxy]
+            if len(f):
+                ax.scatter(f.geometry.x, f.geometry.y, s=14, c="#1f78b4", edgecolors="white", linewidths=0.5,
+                           zorder=5)
+                handles.append(Patch(facecolor="#1f78b4", label="现状设施"))
+        if ctx.proposed is not None:
+            pp = ctx.proposed.to_crs(ctx.crs).cx[minx:maxx, miny:maxy]
+            if len(pp):
+                pts = pp.geometry.representative_point()
+                ax.scatter(pts.x, pts.y, s=90, marker="*", c="#e31a1c", edgecolors="#222", linewidths=0.5, zorder=6)
+                handles.append(Patch(facecolor="#e31a1c", label="规划新增设施"))
+        ax.set_xlim(minx, maxx)
+        ax.set_ylim(miny, maxy)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_yticks([])
+        ax.set_title(f"片区 {bundle_id} 现状及规划示意图", fontsize=13)
+        # scale bar (a round length near a fifth of the width) and north arrow
+        width = maxx - minx
+        length = float(10 ** np.floor(np.log10(width / 5)))
+        length *= 5 if length * 5 <= width / 4 else (2 if length * 2 <= width / 4 else 1)
+        x0, y0 = minx + width * 0.05, miny + (maxy - miny) * 0.05
+        ax.plot([x0, x0 + length], [y0, y0], color="black", linewidth=3, solid_capstyle="butt")
+        ax.text(x0 + length / 2, y0 + (maxy - miny) * 0.015, f"{length:,.0f} m", ha="center", fontsize=8)
+        ax.annotate("北", xy=(0.95, 0.95), xytext=(0.95, 0.86), xycoords="axes fraction", ha="center",
+                    fontsize=10, arrowprops={"arrowstyle": "-|>", "color": "black"})
+        ax.legend(handles=handles, loc="lower right", fontsize=7.5, framealpha=0.9)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------- one bundle
+def _table_of(result: Any, name: str) -> pd.DataFrame | None:
+    t = (getattr(result, "tables", {}) or {}).get(name)
+    if t is None:
+        t = (getattr(result, "outputs", {}) or {}).get(name)
+    if t is None:
+        return None
+    return pd.DataFrame(t.drop(columns=t.geometry.name)) if isinstance(t, gpd.GeoDataFrame) else t
+
+
+def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = None) -> str:
+    """The HTML of one bundle's report, sections in the 实施方案 order: 概况; 现状分析与问题清单; 改造内容;
+    投资估算与资金筹措; 组织实施 (placeholder). Every value is HTML-escaped; sections whose stage has not run
+    (no proposed facilities, no ledger) say so.
+    """
+    from .maps import _context, _missing_types, _type_name
+
+    ctx = _context(result)
+    b = ctx.bundles[ctx.bundles["bundle_id"].astype(str) == str(bundle_id)]
+    if not len(b):
+        raise KeyError(f"no bundle {bundle_id!r}")
+    row = b.iloc[0]
+    comp = ctx.compounds[ctx.compounds.get("bundle_id", pd.Series(dtype=object)).astype(str) == str(bundle_id)]
+    parts = []
+    # 一、概况
+    parts.append(f"<h2>{SECTIONS_ZH[0]}</h2>")
+    parts.append(_kv([
+        ("片区编号", _e(bundle_id)), ("所属街道 / 社区", f"{_e(row.get('subdistrict'))} / {_e(row.get('community'))}"),
+        ("小区数", _num(row.get("n_compounds", len(comp)))), ("户数", _num(row.get("households"))),
+        ("建筑面积(m²)", _num(row.get("floor_area_m2"))), ("占地面积(m²)", _num(row.get("area_m2"))),
+        ("划定理由", _e(row.get("rationale_zh"))),
+    ]))
+    if map_png:
+        parts.append(f'<img class="map" src="{html.escape(map_png)}" alt="片区 {_e(bundle_id)} 示意图">')
+    parts.append("<h3>小区清单</h3>")
+    parts.append(_table(comp.sort_values("compound_id"), [
+        ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("build_year", "建成年代", "text"),
+        ("households", "户数", "int"), ("floor_area_m2", "建筑面积(m²)", "int"), ("n_buildings", "楼栋数", "int"),
+        ("property_rights", "产权性质", "text"), ("eligibility_zh", "改造资格", "text")]))
+    # 二、现状分析与问题清单
+    parts.append(f"<h2>{SECTIONS_ZH[1]}</h2>")
+    n_miss, names = _missing_types(comp, ctx.standards, "zh")
+    problems = pd.DataFrame({"compound_id": comp["compound_id"].to_numpy(), "name": comp.get("name"),
+                             "n_missing": n_miss, "missing": names.to_numpy(),
+                             "reasons": comp.get("reasons")})
+    parts.append("<h3>生活圈设施覆盖缺口（现状）</h3>")
+    parts.append(_table(problems.sort_values("compound_id"), [
+        ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("n_missing", "缺失类型数", "int"),
+        ("missing", "缺失设施", "text"), ("reasons", "筛选依据代码", "text")]))
+    cov = _table_of(result, "coverage_by_bundle")
+    if cov is not None and "bundle_id" in cov.columns:
+        c = cov[cov["bundle_id"].astype(str) == str(bundle_id)]
+        parts.append("<h3>各类设施覆盖率</h3>")
+        parts.append(_table(c, [("name_zh", "设施类型", "text"), ("tier_name_zh", "生活圈层级", "text"),
+                                ("threshold_m", "服务半径(m)", "int"), ("n_covered", "覆盖小区数", "int"),
+                                ("rate_households", "户数覆盖率", "pct")]))
+    # 三、改造内容
+    parts.append(f"<h2>{SECTIONS_ZH[2]}</h2>")
+    parts.append(_table(comp.sort_values("compound_id"), [
+        ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("renovation_mode", "改造方式", "text"),
+        ("renovation_classes", "改造类别（基础/完善/提升）", "text")]))
+    prop = ctx.proposed
+    parts.append("<h3>配套设施补短板（规划新增设施）</h3>")
+    if prop is None:
+        parts.append('<p class="note">本次运行尚未进行设施选址（无规划新增设施）。</p>')
+    else:
+        p = prop
+        if "bundle_id" in p.columns:
+            p = p[p["bundle_id"].astype(str) == str(bundle_id)]
+        else:
+            p = p.to_crs(ctx.crs)
+            p = p[p.intersects(b.geometry.iloc[0].buffer(300))]
+        p = pd.DataFrame(p.drop(columns=p.geometry.name)).assign(
+            type_name=[_type_name(ctx.standards, t, "zh") for t in p.get("facility_type", [""] * len(p))])
+        parts.append(_table(p, [("facility_id", "编号", "text"), ("type_name", "设施类型", "text"),
+                                ("parcel_id", "选址地块", "text"), ("parcel_name", "地块名称", "text"),
+                                ("households_newly_covered", "新增覆盖户数", "int"),
+                                ("compounds_newly_covered", "新增覆盖小区数", "int"),
+                                ("cost_cny", "投资(万元)", "wan"), ("reason_zh", "选址理由", "text")]))
+    before_after = _table_of(result, "siting_before_after")
+    if before_after is not None and {"scope", "area"} <= set(before_after.columns):
+        ba = before_after[(before_after["area"].astype(str) == str(bundle_id))]
+        if not len(ba):
+            ba = before_after[before_after["scope"].astype(str) == "district"]
+            parts.append("<h3>设施覆盖改造前后对比（全区）</h3>")
+        else:
+            parts.append("<h3>设施覆盖改造前后对比</h3>")
+        parts.append(_table(ba, [("name_zh", "设施类型", "text"), ("tier_name_zh", "生活圈层级", "text"),
+                                 ("households_covered_before", "覆盖户数（前）", "int"),
+                                 ("households_covered_after", "覆盖户数（后）", "int"),
+                                 ("rate_households_before", "覆盖率（前）", "pct"),
+                                 ("rate_households_after", "覆盖率（后）", "pct")]))
+    # 四、投资估算与资金筹措
+    parts.append(f"<h2>{SECTIONS_ZH[3]}</h2>")
+    parts.append(_kv([("估算总投资(万元)", _wan(row.get("cost_cny"))),
+                      ("其中：基础类(万元)", _wan(comp["cost_basic_cny"].sum()) if "cost_basic_cny" in comp else "—"),
+                      ("完善类(万元)", _wan(comp["cost_improve_cny"].sum()) if "cost_improve_cny" in comp else "—"),
+                      ("提升类(万元)", _wan(comp["cost_upgrade_cny"].sum()) if "cost_upgrade_cny" in comp else "—")]))
+    if "balance_mode" in b.columns or "balance_mode_zh" in b.columns:
+        parts.append("<h3>资金平衡</h3>")
+        parts.append(_kv([("资金平衡模式", _e(row.get("balance_mode_zh", row.get("balance_mode")))),
+                          ("平衡依据", _e(row.get("balance_rule"))),
+                          ("跨片区配对资金(万元)", _wan(row.get("paired_cny"))),
+                          ("资金缺口(万元)", _wan(row.get("unfunded_cny"))),
+                          ("结余(万元)", _wan(row.get("surplus_cny"))),
+                          ("资金平衡率", "—" if pd.isna(row.get("funded_ratio", np.nan))
+                           else f"{float(row.get('funded_ratio')) * 100:.0f}%")]))
+    ledger = _table_of(result, "ledger")
+    if ledger is not None and "bundle_id" in ledger.columns:
+        lrow = ledger[ledger["bundle_id"].astype(str) == str(bundle_id)]
+        parts.append("<h3>台账</h3>")
+        fmt = [(c, c, "wan" if c.endswith("_cny") else "text") for c in lrow.columns if c != "bundle_id"]
+        parts.append(_table(lrow, fmt))
+    elif "balance_mode" not in b.columns and "balance_mode_zh" not in b.columns:
+        parts.append('<p class="note">本次运行尚未进行资金平衡测算（无台账），资金平衡模式待定。</p>')
+    pairs = _table_of(result, "pairings")
+    if pairs is not None and "bundle_id" in pairs.columns:
+        pr = pairs[pairs["bundle_id"].astype(str) == str(bundle_id)]
+        parts.append("<h3>跨片区组合平衡配对</h3>")
+        parts.append(_table(pr, [("project_id", "收益项目", "text"), ("project_name", "项目名称", "text"),
+                                 ("amount_cny", "平衡金额(万元)", "wan"),
+                                 ("distance_m", "距离(m)", "int")]))
+    # 五、组织实施
+    parts.append(f"<h2>{SECTIONS_ZH[4]}</h2>")
+    parts.append('<div class="placeholder">（待编制）实施主体、工作专班组成、居民意愿征询与公示、工期安排、'
+                 '长效管理机制等，由实施单位按省级《实施方案文本编制模版》补充。</div>')
+    title = f"{ctx.name if ctx.name != 'plan' else ''}片区 {bundle_id} 改造实施方案（评审稿）".strip()
+    sub = f'生成时间 {html.escape(time.strftime("%Y-%m-%d %H:%M"))} · <a href="index.html">返回目录</a>'
+    return _page(title, sub, "".join(parts))
+
+
+# --------------------------------------------------------------------------------------------- index
+def write_index(result: Any, outdir: str | os.PathLike, reports: Sequence[str] = ()) -> Path:
+    """``reports/index.html``: the run's summary, every bundle report, the map and the files written by the
+    earlier stages (``ledger.xlsx``, CSV tables, ``plan.gpkg``, ``run.json``), linked when they exist."""
+    from .maps import _context
+
+    outdir = Path(outdir)
+    ctx = _context(result)
+    parts = ["<h2>运行摘要</h2>"]
+    rows = result.summary_rows() if hasattr(result, "summary_rows") else []
+    parts.append(_kv([(f"{zh} {en}", _e(v)) for en, v, zh in rows]) if rows else "")
+    files = ["map.html", "ledger.xlsx", "plan.gpkg", "run.json", *sorted(p.name for p in outdir.glob("*.csv"))]
+    links = [f'<li><a href="../{html.escape(f)}">{html.escape(f)}</a></li>' for f in files if (outdir / f).exists()]
+    parts.append("<h2>成果文件</h2><ul>" + "".join(links) + "</ul>")
+    if not (outdir / "ledger.xlsx").exists():
+        parts.append('<p class="note">台账 ledger.xlsx 尚未生成（资金平衡阶段未运行）。</p>')
+    parts.append("<h2>片区实施方案</h2>")
+    if ctx.bundles is not None:
+        bt = pd.DataFrame(ctx.bundles.drop(columns=ctx.bundles.geometry.name)).sort_values("bundle_id")
+        bt["link"] = [_safe_name(b) for b in bt["bundle_id"]]
+        head = "<tr><th>片区</th><th>小区数</th><th>户数</th><th>估算投资(万元)</th><th>街道</th></tr>"
+        body = "".join(
+            f'<tr><td><a href="{html.escape(r.link)}.html">{_e(r.bundle_id)}</a></td>'
+            f'<td class="n">{_num(getattr(r, "n_compounds", None))}</td><td class="n">{_num(getattr(r, "households", None))}</td>'
+            f'<td class="n">{_wan(getattr(r, "cost_cny", None))}</td><td>{_e(getattr(r, "subdistrict", None))}</td></tr>'
+            for r in bt.itertuples())
+        parts.append(f"<table>{head}{body}</table>")
+    title = f"{ctx.name if ctx.name != 'plan' else ''}片区化改造规划 成果目录".strip()
+    path = outdir / "reports" / "index.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(_page(title, html.escape(time.strftime("%Y-%m-%d %H:%M")), "".join(parts)), encoding="utf-8")
+    return path
+
+
+def _safe_name(bundle_id: Any) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(bundle_id))
+
+
+def write_reports(result: Any, outdir: str | os.PathLike | None = None, *, bundles: Sequence[str] | None = None,
+                  maps: bool = True) -> list[Path]:
+    """Write ``reports/<bundle_id>.html`` (with ``reports/<bundle_id>.png``) per bundle and ``reports/index.html``.
+
+    Parameters
+    ----------
+    result : the PlanResult (or :func:`gis_planner.maps.load_run` of a finished run).
+    outdir : the run folder (default ``result.outdir``).
+    bundles : only these bundles (default: all).
+    maps : draw the static PNG maps (matplotlib; needs a CJK font, see :func:`cjk_font`).
+
+    Returns
+    -------
+    The files written, index last.
+    """
+    from .maps import _context
+
+    outdir = Path(outdir if outdir is not None else result.outdir)
+    ctx = _context(result)
+    written: list[Path] = []
+    ids = [] if ctx.bundles is None else sorted(ctx.bundles["bundle_id"].astype(str))
+    if bundles is not None:
+        ids = [b for b in ids if b in set(map(str, bundles))]
+    for bid in ids:
+        name = _safe_name(bid)
+        png = None
+        if maps:
+            written.append(static_bundle_map(result, bid, outdir / "reports" / f"{name}.png"))
+            png = f"{name}.png"
+        path = outdir / "reports" / f"{name}.html"
+        with atomic_path(path) as tmp:
+            tmp.write_text(bundle_report_html(result, bid, map_png=png), encoding="utf-8")
+        written.append(path)
+    written.append(write_index(result, outdir, [p.name for p in written]))
+    return written
