@@ -99,8 +99,52 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(i: int, n: int, key: str, label: str) -> None:
-    print(f"[{i}/{n}] {label} …", file=sys.stderr, flush=True)
+class _StageProgress:
+    """A progress bar over the pipeline stages on stderr (rich), one step per stage."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = None if quiet else Progress(
+            TextColumn("[bold]{task.fields[step]}"), BarColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self.task = None
+
+    def __enter__(self) -> _StageProgress:
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.update(self.task, completed=self.progress.tasks[0].total, description="done 完成")
+            self.progress.__exit__(*exc)
+
+    def __call__(self, i: int, n: int, key: str, label: str) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(label, total=n, step=f"[{i}/{n}]")
+        self.progress.update(self.task, completed=i - 1, description=label, step=f"[{i}/{n}]")
+
+
+def _print_summary(result: object) -> None:
+    """The run summary as a table (rich), then timings, map size and the output folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=result.summary_title(), title_justify="left")  # type: ignore[attr-defined]
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_column("说明")
+    for row in result.summary_rows():  # type: ignore[attr-defined]
+        table.add_row(*row)
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    for line in result.summary_footer():  # type: ignore[attr-defined]
+        console.print(line, highlight=False)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -110,8 +154,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("error: give a plan.toml or --layers LAYERS.gpkg", file=sys.stderr)
         return 2
     plan = Plan(layers=args.layers, config=args.plan)
-    result = plan.run(args.out, progress=None if args.quiet else _progress)
-    print(result.summary())
+    with _StageProgress(quiet=args.quiet) as progress:
+        result = plan.run(args.out, progress=progress)
+    _print_summary(result)
     return 0
 
 
@@ -180,8 +225,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from .sample import write_sample_district
 
         layers = write_sample_district(Path(args.out) / "sample_district.gpkg")
-    result = Plan(layers=str(layers)).run(args.out, progress=_progress)
-    print(result.summary())
+    with _StageProgress() as progress:
+        result = Plan(layers=str(layers)).run(args.out, progress=progress)
+    _print_summary(result)
     return 0
 
 

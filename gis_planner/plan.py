@@ -127,16 +127,24 @@ class PlanResult:
         rows = self.summary_rows()
         width = max(len(r[0]) for r in rows)
         vwidth = max(len(r[1]) for r in rows)
-        lines = [f"Plan '{self.config.name}' — 运行摘要 (CRS {self.layers.crs.name if self.layers.crs else '—'})"]
+        lines = [self.summary_title()]
         lines += [f"  {a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows]
-        total = sum(self.timings.values())
-        lines.append("  stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
-                     + f" (total {total:.2f} s)")
-        if self.map_bytes is not None:
-            lines.append(f"  map.html 交互地图: {self.map_bytes / 1e6:.1f} MB (offline, Leaflet embedded)")
-        if self.outdir is not None:
-            lines.append(f"  outputs 输出: {self.outdir}")
+        lines += [f"  {line}" for line in self.summary_footer()]
         return "\n".join(lines)
+
+    def summary_title(self) -> str:
+        return f"Plan '{self.config.name}' — 运行摘要 (CRS {self.layers.crs.name if self.layers.crs else '—'})"
+
+    def summary_footer(self) -> list[str]:
+        """Timings, map size and output folder lines that follow the summary table."""
+        total = sum(self.timings.values())
+        lines = ["stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+                 + f" (total {total:.2f} s)"]
+        if self.map_bytes is not None:
+            lines.append(f"map.html 交互地图: {self.map_bytes / 1e6:.1f} MB (offline, Leaflet embedded)")
+        if self.outdir is not None:
+            lines.append(f"outputs 输出: {self.outdir}")
+        return lines
 
     def _repr_html_(self) -> str:
         body = "".join(f"<tr><td>{html.escape(a)}</td><td style='text-align:right'>{html.escape(b)}</td>"
@@ -327,7 +335,7 @@ class Plan:
         progress : optional callback ``(index, total, stage_key, label)`` called before each stage.
         """
         timings: dict[str, float] = {}
-        total = len(STAGES)
+        total = len(STAGES) + (1 if outdir is not None else 0)
         if progress:
             progress(1, total, "read", "read and validate layers 读取并校验图层")
         t0 = time.perf_counter()
@@ -347,6 +355,8 @@ class Plan:
             _STAGE_FUNCTIONS[key](result)
             timings[key] = time.perf_counter() - t0
         if outdir is not None and self.config.settings["run"]["write_outputs"]:
+            if progress:
+                progress(total, total, "write", "write outputs, map and reports 写出成果、地图与评审材料")
             result.write(outdir)
         return result
 
