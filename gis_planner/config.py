@@ -171,6 +171,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None, **o
 
 def _resolve_layers(layers: Any, base: Path | None, where: str) -> Any:
     def resolve(p: str) -> str:
+        if p.startswith(("postgresql://", "postgres://")):
+            return p
         pp = Path(p)
         return str(pp if pp.is_absolute() or base is None else base / pp)
 

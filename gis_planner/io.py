@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
+from . import _postgis
 from ._errors import LayerError
 from .schema import LAYER_NAMES, Layers, ValidationReport, validate_layers
 
@@ -30,6 +31,7 @@ __all__ = [
     "read_layers",
     "write_csv",
     "write_layers",
+    "write_postgis",
     "write_xlsx",
 ]
 
@@ -90,6 +92,24 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
     return path
+
+
+def write_postgis(result: Any, url: str, *, schema: str | None = None) -> list[str]:
+    """Write a PlanResult (or a mapping name → DataFrame) as tables of a PostGIS schema, in one transaction.
+
+    Parameters
+    ----------
+    result : a PlanResult — its output layers (with geometry), tables and a one-row ``run`` manifest — or a
+        mapping table name → (Geo)DataFrame.
+    url : ``postgresql://user@host:5432/db?schema=results``; the password comes from ``PGPASSWORD`` or
+        ``~/.pgpass``.
+    schema : overrides the URL's schema (created if missing).
+
+    Returns
+    -------
+    The table names written. A failure leaves the previous tables of the schema intact.
+    """
+    return _postgis.write_tables(result, url, schema=schema)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -188,8 +208,9 @@ def read_layer(
     encoding: str | None = None,
     lon: str | None = None,
     lat: str | None = None,
+    **filters: Any,
 ) -> gpd.GeoDataFrame:
-    """Read one layer from a GeoPackage, GeoJSON, Shapefile or lon/lat CSV.
+    """Read one layer from a GeoPackage, GeoJSON, Shapefile, lon/lat CSV or PostGIS table.
 
     Parameters
     ----------
@@ -200,11 +221,17 @@ def read_layer(
         systems; they are converted to WGS-84 on read.
     encoding : Shapefile/CSV text encoding; detected when omitted (``.cpg``, else UTF-8, else GBK).
     lon, lat : CSV coordinate column names (detected from lon/lng/longitude/经度 … when omitted).
+    **filters : PostGIS only (``path`` = ``postgresql://user@host:5432/db?schema=s&table=t``): ``bbox=(xmin,
+        ymin, xmax, ymax[, srid])`` and ``subdistrict=name(s)``, evaluated by the database.
 
     Returns
     -------
     GeoDataFrame; ``attrs["source"]`` says file, layer, encoding and coordinate system used.
     """
+    if _postgis.is_postgis_url(path):
+        return _postgis.read_layer(str(path), layer, crs=crs, coord_system=coord_system, **filters)
+    if filters:
+        raise LayerError(f"{path}: read options {', '.join(sorted(filters))} apply to PostGIS URLs only")
     path = Path(path)
     if not path.exists():
         raise LayerError(f"{path}: file not found")
@@ -283,7 +310,10 @@ def read_layers(
     source : a GeoPackage holding layers ``compounds``, ``vacant``, ``facilities``, ``roads``, ``projects`` and
         optionally ``boundaries``; a folder of one file per layer named after the layer (``compounds.shp``,
         ``小区.shp``, ``roads.geojson`` ...); or a mapping layer name → file path, or → a dict of :func:`read_layer`
-        keywords plus ``path`` (e.g. ``{"path": "poi.csv", "coord_system": "gcj02"}``).
+        keywords plus ``path`` (e.g. ``{"path": "poi.csv", "coord_system": "gcj02"}``); or a PostGIS URL
+        ``postgresql://user@host:5432/db?schema=planning`` whose tables are named after the layers (optional
+        ``&subdistrict=城关街道&halo_m=1500`` or ``&bbox=W,S,E,N`` filters, run by the database). Passwords
+        come from ``PGPASSWORD`` or ``~/.pgpass``, never from the URL.
     metric_crs : ``"auto"`` (CGCS2000 3° Gauss-Krüger inside China, UTM elsewhere), an EPSG code / CRS, or
         None to keep the compounds' CRS.
     facility_types : optional facility-type vocabulary (name → key) from the plan's standards.
@@ -307,11 +337,19 @@ def read_layers(
                 raw[name] = None
                 continue
             kwargs = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            if _postgis.is_postgis_url(kwargs["path"]):
+                kwargs.setdefault("layer", name)
+                raw[name] = read_layer(kwargs.pop("path"), **kwargs)
+                sources[name] = raw[name].attrs["source"]["label"]
+                continue
             path = Path(kwargs.pop("path"))
             if path.suffix.lower() == ".gpkg":
                 kwargs.setdefault("layer", name)
             raw[name] = read_layer(path, **kwargs)
             sources[name] = _label(path, kwargs.get("layer"))
+    elif _postgis.is_postgis_url(source):
+        raw, sources, pg_notes = _postgis.read_raw_layers(str(source))
+        report_notes.extend(pg_notes)
     elif Path(source).is_dir():
         found = _layer_files(Path(source))
         for name in LAYER_NAMES:

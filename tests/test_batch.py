@@ -1,0 +1,221 @@
+"""Partitioned batch runs: partitioned results equal a whole-area run; worker loss, failures and re-runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+import gis_planner as gp
+from gis_planner.batch import halo_width, make_partitions, partition_keys, run_batch
+from gis_planner.cli import main
+from gis_planner.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "layers" / "sample_district.gpkg"
+
+
+def _city_module():
+    spec = importlib.util.spec_from_file_location("_bench_city", ROOT / "benchmarks" / "city.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return gp.read_layers(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def city():
+    """A small synthetic city: 70 × 70 streets, 700 compounds in 16 街道 / 4 districts, 2SFCA capacities."""
+    mod = _city_module()
+    return mod.city_layers(mod.synthetic_city(n=70, n_compounds=700, seed=7))
+
+
+def _frame(df: pd.DataFrame) -> pd.DataFrame:
+    if isinstance(df, gpd.GeoDataFrame):
+        df = pd.DataFrame(df.assign(**{df.geometry.name: df.geometry.normalize().to_wkb()}))
+    return pd.DataFrame(df).reset_index(drop=True)
+
+
+#: outputs of the stages read → eligibility → coverage → bundling (siting and finance: see the xfail test)
+CORE = {"compounds", "vacant", "facilities", "bundles", "coverage", "coverage_summary", "coverage_by_subdistrict",
+        "coverage_by_tier", "coverage_gaps", "access_2sfca", "facility_load_2sfca", "snaps", "adjacency",
+        "coverage_by_bundle"}
+
+
+def _core_columns(name: str, df: pd.DataFrame, sample_columns: dict[str, list[str]] | None) -> pd.DataFrame:
+    if name == "bundles":
+        from gis_planner.bundling import BUNDLE_COLUMNS
+
+        return df[[c for c in BUNDLE_COLUMNS if c in df.columns]]
+    if name == "compounds":
+        from gis_planner.eligibility import screen  # noqa: F401  (columns of the core stages only)
+
+        drop = [c for c in df.columns if c.startswith(("fin_", "funding", "balance", "siting", "subsidy"))
+                or c in ("unfunded_cny", "revenue_cny", "mode", "paired_project_ids")]
+        return df.drop(columns=drop)
+    return df
+
+
+def assert_same_results(single, merged, names: set[str] | None = None) -> None:
+    """The merged batch equals the whole-area run (same ids, same order) on the outputs of ``names``."""
+    names = CORE if names is None else names
+    for kind in ("outputs", "tables"):
+        for name, a in getattr(single, kind).items():
+            if name not in names:
+                continue
+            b = getattr(merged, kind)[name]
+            a, b = _core_columns(name, a, None), _core_columns(name, b, None)
+            a, b = _frame(a), _frame(b)
+            if name == "compounds":  # a whole run keeps input order; both hold the same rows
+                a = a.sort_values("compound_id").reset_index(drop=True)
+                b = b.sort_values("compound_id").reset_index(drop=True)[list(a.columns)]
+            if name == "bundles" and kind == "outputs":
+                a = a.sort_values("bundle_id").reset_index(drop=True)
+            pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=f"{kind}[{name!r}]")
+
+
+def test_partitioned_run_equals_whole_run_on_the_sample_district(sample, tmp_path):
+    config = load_config(None)
+    single = gp.Plan(sample, config).run()
+    batch = run_batch(config, tmp_path / "out", layers=sample, by="subdistrict", scheduler="sync",
+                      progress=False)
+    assert batch.ok
+    assert sorted(batch.report["key"]) == ["东城街道", "城关街道"]
+    assert batch.report["n_compounds"].sum() == len(sample.compounds)
+    assert_same_results(single, batch.result)
+    # the bundles are literally the same, with the same ids
+    assert single.tables["bundles"]["bundle_id"].tolist() == batch.result.tables["bundles"]["bundle_id"].tolist()
+    assert (tmp_path / "out" / "plan.gpkg").exists()
+    assert (tmp_path / "out" / "coverage.csv").read_bytes() == _written(single, tmp_path / "single", "coverage.csv")
+    for slug in batch.report["slug"]:
+        assert (tmp_path / "out" / "partitions" / slug / "done.json").exists()
+
+
+def _written(result, outdir: Path, name: str) -> bytes:
+    result.write(outdir)
+    return (outdir / name).read_bytes()
+
+
+@pytest.mark.parametrize("by", ["subdistrict", "district"])
+def test_partitioned_run_equals_whole_run_on_a_synthetic_city(city, by):
+    config = load_config({"network": {"max_snap_m": 100.0}})
+    single = gp.Plan(city, config).run()
+    assert single.tables["access_2sfca"]["access_2sfca"].gt(0).any()  # 2SFCA is exercised
+    batch = run_batch(config, None, layers=city, by=by, scheduler="sync", progress=False)
+    assert batch.ok
+    assert len(batch.report) == (16 if by == "subdistrict" else 4)
+    assert_same_results(single, batch.result)
+
+
+@pytest.mark.xfail(reason="siting (MILP over vacant parcels) and finance (cross-area pairing) optimise over the "
+                          "whole area; their partitioned merge is not implemented yet", strict=False)
+def test_siting_and_finance_equal_whole_run(sample):
+    config = load_config(None)
+    single = gp.Plan(sample, config).run()
+    batch = run_batch(config, None, layers=sample, by="subdistrict", scheduler="sync", progress=False)
+    rest = (set(single.outputs) | set(single.tables)) - CORE
+    assert rest
+    assert_same_results(single, batch.result, names=rest)
+
+
+def test_halo_and_partitions_cover_every_compound_once(city):
+    config = load_config({"network": {"max_snap_m": 100.0}})
+    net, comp = halo_width(config, city.facilities)
+    # search radius 1000 m + 2 × 100 m snaps; 2SFCA catchment of primary schools 500 m → 2 × 500 m compounds
+    assert (net, comp) == (1200.0, 1000.0)
+    parts = make_partitions(city, config, by="district")
+    own = [cid for p in parts for cid in p.own["compounds"]]
+    assert sorted(own) == sorted(city.compounds["compound_id"])
+    for p in parts:  # the halo brings in roads and compounds of the neighbours, never drops own ones
+        assert len(p.layers.compounds) > len(p.own["compounds"])
+        assert p.own["compounds"] <= set(p.layers.compounds["compound_id"])
+    keys = partition_keys(city, "subdistrict")
+    assert keys.nunique() == 16
+
+
+def test_rerun_skips_finished_partitions_and_failures_keep_the_others(sample, tmp_path):
+    config = load_config(None)
+    out = tmp_path / "out"
+
+    def fail_dongcheng(key: str) -> None:
+        if key == "东城街道":
+            raise RuntimeError("disk full on the worker (test)")
+
+    first = run_batch(config, out, layers=sample, scheduler="sync", retries=1, progress=False,
+                      on_start=fail_dongcheng)
+    assert not first.ok and first.result is None
+    status = dict(zip(first.report["key"], first.report["status"], strict=True))
+    assert status == {"东城街道": "failed", "城关街道": "done"}
+    failed = first.report.set_index("key").loc["东城街道"]
+    assert "disk full on the worker" in failed["error"]
+    report = json.loads((out / "batch_report.json").read_text(encoding="utf-8"))
+    assert {p["key"]: p["status"] for p in report["partitions"]} == status
+    assert not (out / "plan.gpkg").exists()  # nothing merged from an incomplete run
+    done_slug = first.report.set_index("key").loc["城关街道", "slug"]
+    assert (out / "partitions" / done_slug / "done.json").exists()
+
+    second = run_batch(config, out, layers=sample, scheduler="sync", progress=False)
+    assert second.ok
+    assert dict(zip(second.report["key"], second.report["status"], strict=True)) == {
+        "东城街道": "done", "城关街道": "skipped"}
+    assert_same_results(gp.Plan(sample, config).run(), second.result)
+
+    third = run_batch(config, out, layers=sample, scheduler="sync", progress=False, force=True)
+    assert set(third.report["status"]) == {"done"}
+    # changed settings change the fingerprint: finished partitions are recomputed, not reused
+    other = load_config({"network": {"max_snap_m": 400.0}})
+    fourth = run_batch(other, out, layers=sample, scheduler="sync", progress=False)
+    assert set(fourth.report["status"]) == {"done"}
+
+
+def kill_worker_once(key: str) -> None:
+    """Kill the worker process running the first partition, on its first attempt only."""
+    marker = Path(os.environ["GIS_PLANNER_TEST_KILL_MARKER"])
+    if key == "东城街道" and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+
+
+def test_a_killed_worker_does_not_lose_the_batch(sample, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("GIS_PLANNER_TEST_KILL_MARKER", str(marker))  # inherited by the worker processes
+    config = load_config(None)
+    batch = run_batch(config, tmp_path / "out", layers=sample, by="subdistrict", scheduler="local", workers=2,
+                      progress=False, on_start=kill_worker_once)
+    assert marker.exists(), "the worker was not killed"
+    assert batch.ok, batch.summary()
+    assert set(batch.report["status"]) == {"done"}
+    for slug in batch.report["slug"]:
+        assert (tmp_path / "out" / "partitions" / slug / "done.json").exists()
+    assert_same_results(gp.Plan(sample, config).run(), batch.result)
+    assert (tmp_path / "out" / "plan.gpkg").exists()
+
+
+def test_cli_batch(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'name = "sample_batch"\nlayers = "{SAMPLE.as_posix()}"\n', encoding="utf-8")
+    code = main(["batch", str(plan), "--by", "subdistrict", "--scheduler", "sync", "-q", "-o",
+                 str(tmp_path / "out")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "2 partitions" in out
+    run = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))
+    assert run["outputs"]["layers"]["compounds"] == 160
+    table = pd.read_csv(tmp_path / "out" / "coverage.csv")
+    assert len(table) == 160 * table["facility_type"].nunique()
+    assert np.isin(["subdistrict"], ["subdistrict", "district", "city"]).all()

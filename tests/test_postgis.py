@@ -1,0 +1,192 @@
+"""PostGIS source and sink against a real PostgreSQL + PostGIS server (started by .ci/postgis.sh in CI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+
+import gis_planner as gp
+from gis_planner import io
+from gis_planner._errors import LayerError
+from gis_planner._postgis import mask, parse_url
+from gis_planner.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "layers" / "sample_district.gpkg"
+DEFAULT_URL = "postgresql://gis_planner@127.0.0.1:5432/gis_planner_test"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _can_connect(url: str) -> str | None:
+    """None when the server answers, else why not (never a password)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg is not installed ({exc}); pip install 'psycopg[binary]' sqlalchemy geoalchemy2"
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT postgis_lib_version()")
+    except Exception as exc:  # any failure means: no usable server
+        return mask(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return None
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    url = os.environ.get("GIS_PLANNER_TEST_PG_URL", DEFAULT_URL)
+    why = _can_connect(url)
+    script = ROOT / ".ci" / "postgis.sh"
+    if why and script.exists():  # try to start an installed server (never installs packages here)
+        env = {**os.environ, "GIS_PLANNER_PG_NO_INSTALL": "1"}
+        try:
+            subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        why = _can_connect(url)
+    if why:
+        msg = f"no PostgreSQL + PostGIS server at {mask(url)}: {why} (run .ci/postgis.sh to install and start one)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    schemas: list[str] = []
+    yield url, schemas
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        for s in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+
+
+def _schema(pg, name: str) -> str:
+    url, schemas = pg
+    s = f"t_{name}_{uuid.uuid4().hex[:8]}"
+    schemas.append(s)
+    return f"{url}?schema={s}"
+
+
+def _raw_sample() -> dict[str, gpd.GeoDataFrame]:
+    return {n: gpd.read_file(SAMPLE, layer=n) for n in gp.read_layers(SAMPLE).as_dict()}
+
+
+# ------------------------------------------------------------------------------------ no server needed
+def test_url_parsing_and_masking(monkeypatch):
+    u = parse_url("postgresql://planner@db.example:5433/gis?schema=planning&table=xiaoqu&bbox=1,2,3,4,4547"
+                  "&subdistrict=城关街道,东城街道&sslmode=require")
+    assert (u.user, u.host, u.port, u.dbname, u.schema, u.table) == ("planner", "db.example", 5433, "gis",
+                                                                      "planning", "xiaoqu")
+    assert u.bbox == (1.0, 2.0, 3.0, 4.0, 4547) and u.subdistrict == ("城关街道", "东城街道")
+    assert u.libpq == {"sslmode": "require"}
+    with pytest.raises(LayerError) as err:
+        parse_url("postgresql://planner:hunter2secret@db/gis?schema=planning")
+    assert "hunter2secret" not in str(err.value) and "PGPASSWORD" in str(err.value)
+    with pytest.raises(LayerError, match="unknown URL parameter 'tabel'"):
+        parse_url("postgresql://db/gis?tabel=x")
+    monkeypatch.setenv("PGPASSWORD", "env-secret-123")
+    assert "env-secret-123" not in mask("login failed for env-secret-123 at postgres://u:pw@h/db")
+    assert "pw@" not in mask("postgres://u:pw@h/db")
+
+
+def test_connection_errors_never_show_the_password(monkeypatch):
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv("PGPASSWORD", "very-secret-pw")
+    with pytest.raises(LayerError) as err:
+        io.read_layer("postgresql://nobody@127.0.0.1:1/nowhere?schema=x&table=compounds&connect_timeout=2")
+    assert "cannot connect" in str(err.value)
+    assert "very-secret-pw" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ the server
+def test_round_trip_sample_district_through_postgis(pg_url, tmp_path):
+    src = _schema(pg_url, "in")
+    out = _schema(pg_url, "out")
+    assert io.write_postgis(_raw_sample(), src) == ["compounds", "vacant", "facilities", "roads", "projects",
+                                                   "boundaries"]
+    from_file = gp.read_layers(SAMPLE)
+    from_db = gp.read_layers(src)
+    for name, g in from_file.as_dict().items():
+        h = getattr(from_db, name)
+        assert list(h.columns) == list(g.columns), name
+        pd.testing.assert_frame_equal(pd.DataFrame(h.drop(columns="geometry")),
+                                      pd.DataFrame(g.drop(columns="geometry")), check_dtype=False, obj=name)
+        assert h.geometry.geom_equals_exact(g.geometry, tolerance=1e-6).all(), name
+    assert from_db.crs == from_file.crs
+    assert all("://" in v or "." in v for v in from_db.sources.values())
+
+    # gis-planner run on the PostGIS layers, results back into PostGIS (one transaction)
+    code = main(["batch", "--layers", src, "--by", "city", "--scheduler", "sync", "-q", "-o",
+                 str(tmp_path / "run"), "--to", out])
+    assert code == 0
+    expected = gp.Plan(from_file).run()
+    compounds = io.read_layer(out, "compounds")
+    assert len(compounds) == len(from_file.compounds)
+    a = expected.outputs["compounds"].set_index("compound_id").sort_index()
+    b = compounds.set_index("compound_id").sort_index()
+    assert a["bundle_id"].fillna("").tolist() == b["bundle_id"].fillna("").tolist()
+    assert a["eligible"].tolist() == b["eligible"].astype(bool).tolist()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url[0].replace("postgresql://", "postgresql+psycopg://"))
+    schema = out.split("schema=")[1]
+    with engine.connect() as conn:
+        cov = pd.read_sql(sa.text(f'SELECT * FROM "{schema}".coverage'), conn)
+        run = pd.read_sql(sa.text(f'SELECT * FROM "{schema}".run'), conn)
+        names = set(pd.read_sql(sa.text("SELECT table_name FROM information_schema.tables WHERE "
+                                        "table_schema = :s"), conn, params={"s": schema})["table_name"])
+    engine.dispose()
+    cov = cov.sort_values(["compound_id", "facility_type"]).reset_index(drop=True)
+    exp = expected.tables["coverage"].sort_values(["compound_id", "facility_type"]).reset_index(drop=True)
+    pd.testing.assert_series_equal(cov["distance_m"], exp["distance_m"], check_dtype=False)
+    assert cov["covered"].astype(bool).tolist() == exp["covered"].astype(bool).tolist()
+    assert {"compounds", "bundles", "coverage", "run"} <= names
+    assert not any(n.endswith("__new") for n in names)
+    assert len(run) == 1
+
+
+def test_filters_are_pushed_into_sql(pg_url):
+    src = _schema(pg_url, "filter")
+    raw = _raw_sample()
+    io.write_postgis(raw, src)
+    c = raw["compounds"]
+    sub = io.read_layer(src, "compounds", subdistrict="东城街道")
+    assert sorted(sub["compound_id"]) == sorted(c.loc[c["subdistrict"] == "东城街道", "compound_id"])
+    x0, y0, x1, y1 = c.total_bounds
+    box = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2, 4547)
+    inbox = io.read_layer(src, "compounds", bbox=box)
+    expected = c[c.geometry.bounds.pipe(lambda b: (b.minx <= box[2]) & (b.maxx >= box[0])
+                                        & (b.miny <= box[3]) & (b.maxy >= box[1]))]
+    assert 0 < len(inbox) < len(c)
+    assert sorted(inbox["compound_id"]) == sorted(expected["compound_id"])
+    # one URL: one 街道's compounds, the other layers within halo_m of them
+    layers = gp.read_layers(f"{src}&subdistrict=东城街道&halo_m=300")
+    assert set(layers.compounds["subdistrict"]) == {"东城街道"}
+    assert len(layers.roads) <= len(raw["roads"])
+    assert any("东城街道" in n for n in layers.report.notes)
+
+
+def test_a_failed_write_leaves_the_previous_results(pg_url):
+    out = _schema(pg_url, "atomic")
+    first = {"bundles": pd.DataFrame({"bundle_id": ["B001", "B002"], "households": [10, 20]}),
+             "coverage": pd.DataFrame({"compound_id": ["c1"], "covered": [True]})}
+    io.write_postgis(first, out)
+    broken = {"bundles": pd.DataFrame({"bundle_id": ["B009"], "households": [99]}),
+              "coverage": pd.DataFrame({"compound_id": ["c1"], "covered": [object()]})}  # not storable
+    with pytest.raises(LayerError) as err:
+        io.write_postgis(broken, out)
+    assert "previous tables are intact" in str(err.value)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url[0].replace("postgresql://", "postgresql+psycopg://"))
+    schema = out.split("schema=")[1]
+    with engine.connect() as conn:
+        bundles = pd.read_sql(sa.text(f'SELECT * FROM "{schema}".bundles ORDER BY bundle_id'), conn)
+        names = set(pd.read_sql(sa.text("SELECT table_name FROM information_schema.tables WHERE "
+                                        "table_schema = :s"), conn, params={"s": schema})["table_name"])
+    engine.dispose()
+    assert bundles["bundle_id"].tolist() == ["B001", "B002"]
+    assert names == {"bundles", "coverage"}
