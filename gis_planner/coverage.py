@@ -34,6 +34,7 @@ __all__ = [
     "add_coverage_columns",
     "access_2sfca",
     "pair_distances",
+    "reached_segments",
     "service_areas",
 ]
 
@@ -716,6 +717,36 @@ def access_2sfca(
     return comp_df, fac_df
 
 
+def reached_segments(
+    pu: np.ndarray, pv: np.ndarray, step: np.ndarray, length: np.ndarray,
+    du: np.ndarray, dv: np.ndarray, limit: float,
+) -> np.ndarray:
+    """The parts of edges walked within ``limit`` metres, as an (n, 2, 2) array of segment end points.
+
+    Parameters
+    ----------
+    pu, pv : (n, 2) coordinates of each edge's end nodes u and v (metres).
+    step : (n, 2) unit vector from u to v (zero for zero-length edges).
+    length : (n,) edge lengths (metres).
+    du, dv : (n,) network distance from the source(s) to u and to v (metres, inf if unreached).
+    limit : the walking distance of the band (metres).
+
+    Returns
+    -------
+    Whole edges reached from both ends (or fully from one), and the partial pieces reached from u or v.
+    """
+    ru = np.clip(np.where(du <= limit, limit - du, 0.0), 0.0, length)
+    rv = np.clip(np.where(dv <= limit, limit - dv, 0.0), 0.0, length)
+    full = (ru + rv >= length) & ((ru > 0) | (rv > 0) | ((length == 0) & (du <= limit)))
+    part_u = ~full & (ru > 0)
+    part_v = ~full & (rv > 0)
+    return np.concatenate([
+        np.stack([pu[full], pv[full]], axis=1),
+        np.stack([pu[part_u], pu[part_u] + ru[part_u, None] * step[part_u]], axis=1),
+        np.stack([pv[part_v] - rv[part_v, None] * step[part_v], pv[part_v]], axis=1),
+    ])
+
+
 def service_areas(
     graph: WalkGraph | gpd.GeoDataFrame,
     points: gpd.GeoDataFrame | gpd.GeoSeries,
@@ -776,16 +807,7 @@ def service_areas(
             du, dv = d[u], d[v]
             for m, lim in zip(bands, limits, strict=True):
                 # metres of the edge reached from u and from v within the band
-                ru = np.clip(np.where(du <= lim, lim - du, 0.0), 0.0, length)
-                rv = np.clip(np.where(dv <= lim, lim - dv, 0.0), 0.0, length)
-                full = (ru + rv >= length) & ((ru > 0) | (rv > 0) | ((length == 0) & (du <= lim)))
-                part_u = ~full & (ru > 0)
-                part_v = ~full & (rv > 0)
-                segs = np.concatenate([
-                    np.stack([pu[full], pv[full]], axis=1),
-                    np.stack([pu[part_u], pu[part_u] + ru[part_u, None] * step[part_u]], axis=1),
-                    np.stack([pv[part_v] - rv[part_v, None] * step[part_v], pv[part_v]], axis=1),
-                ])
+                segs = reached_segments(pu, pv, step, length, du, dv, lim)
                 if len(segs):
                     area = shapely.buffer(shapely.multilinestrings(shapely.linestrings(segs)), buffer_m)
                 else:

@@ -798,6 +798,7 @@ def _service_bands(ctx: _Ctx, points: gpd.GeoDataFrame, minutes: Sequence[float]
     """
     from scipy.sparse.csgraph import dijkstra
 
+    from .coverage import reached_segments
     from .network import attach_points, snap_points
 
     if points is None or not len(points):
@@ -824,16 +825,7 @@ def _service_bands(ctx: _Ctx, points: gpd.GeoDataFrame, minutes: Sequence[float]
     du, dv = dist[u], dist[v]
     rows = []
     for m, lim in zip(bands, limits, strict=True):
-        ru = np.clip(np.where(du <= lim, lim - du, 0.0), 0.0, length)
-        rv = np.clip(np.where(dv <= lim, lim - dv, 0.0), 0.0, length)
-        full = (ru + rv >= length) & ((ru > 0) | (rv > 0))
-        part_u = ~full & (ru > 0)
-        part_v = ~full & (rv > 0)
-        segs = np.concatenate([
-            np.stack([pu[full], pv[full]], axis=1),
-            np.stack([pu[part_u], pu[part_u] + ru[part_u, None] * step[part_u]], axis=1),
-            np.stack([pv[part_v] - rv[part_v, None] * step[part_v], pv[part_v]], axis=1),
-        ])
+        segs = reached_segments(pu, pv, step, length, du, dv, lim)
         if not len(segs):
             continue
         # buffer and dissolve tile by tile (2 km tiles): the cost of a union grows faster than its size,
