@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     layers = city_layers(raw)
     gen = time.perf_counter() - t0
     # snaps beyond 100 m are refused (streets every 60 m); the halo is then search radius + 2 × 100 m
-    config = load_config({"name": "synthetic_city", "network": {"max_snap_m": 100.0}})
+    # per-bundle review reports are for meetings, not city batches: the map is still drawn
+    config = load_config({"name": "synthetic_city", "network": {"max_snap_m": 100.0}, "map": {"reports": False}})
     from gis_planner.batch import halo_width
 
     halo = halo_width(config, layers.facilities)
