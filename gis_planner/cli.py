@@ -17,6 +17,8 @@ _EXAMPLES = {
           gis-planner run --layers layers/sample_district.gpkg -o outputs/sample
           gis-planner run plan.toml -o outputs/district_2025
           gis-planner run plan.toml --layers other.gpkg -o outputs/other
+          gis-planner run --layers "postgresql://planner@db:5432/gis?schema=planning" -o outputs/pg \\
+              --to "postgresql://planner@db:5432/gis?schema=results"
     """,
     "validate": """
         exit code: 0 clean, 1 warnings only, 2 errors. Input files are never modified.
@@ -79,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("plan", nargs="?", help="plan.toml (optional when --layers is given)")
     r.add_argument("--layers", help="layers GeoPackage (overrides the plan's layers)")
     r.add_argument("-o", "--out", required=True, help="output folder")
+    r.add_argument("--to", metavar="URL", help="also write the results to a PostGIS schema in one transaction "
+                                                "(postgresql://user@host:5432/db?schema=results)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
     v = add("validate", "check input layers and report every problem (layer, row, id, field)")
@@ -185,6 +189,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with _StageProgress(quiet=args.quiet) as progress:
         result = plan.run(args.out, progress=progress)
     _print_summary(result)
+    if args.to:
+        from .io import write_postgis
+
+        tables = write_postgis(result, args.to)
+        print(f"PostGIS 结果表: {len(tables)} tables written in one transaction")
     return 0
 
 

@@ -147,6 +147,13 @@ def test_round_trip_sample_district_through_postgis(pg_url, tmp_path):
     assert not any(n.endswith("__new") for n in names)
     assert len(run) == 1
 
+    # the same through `gis-planner run --layers URL --to URL`
+    out_run = _schema(pg_url, "run")
+    assert main(["run", "--layers", src, "-o", str(tmp_path / "single"), "-q", "--to", out_run]) == 0
+    bundles = io.read_layer(out_run, "bundles").sort_values("bundle_id")
+    assert bundles["bundle_id"].tolist() == expected.outputs["bundles"]["bundle_id"].tolist()
+    assert bundles["member_ids"].tolist() == expected.outputs["bundles"]["member_ids"].tolist()
+
 
 def test_filters_are_pushed_into_sql(pg_url):
     src = _schema(pg_url, "filter")
