@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GisPlannerError", "LayerError", "ConfigError", "Problem"]
+__all__ = ["GisPlannerError", "LayerError", "InvalidLayersError", "ConfigError", "Problem"]
 
 
 class GisPlannerError(Exception):
@@ -17,6 +17,14 @@ class ConfigError(GisPlannerError, ValueError):
 
 class LayerError(GisPlannerError, ValueError):
     """An input layer cannot be used; the message names file, layer, row, id and field."""
+
+
+class InvalidLayersError(LayerError):
+    """Validation found errors; ``report`` (a ValidationReport) lists every problem."""
+
+    def __init__(self, message: str, report: object):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True, order=True)

@@ -291,14 +291,19 @@ def _is_text(col: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)
 
 
-def _prefix_bundles(df: pd.DataFrame, prefix: str) -> pd.DataFrame:
+def _map_bundle_ids(df: pd.DataFrame, rename: Callable[[str], str]) -> pd.DataFrame:
+    """Apply ``rename`` to every non-empty bundle id in the text columns named like ``*bundle*``."""
     cols = [c for c in df.columns if "bundle" in str(c) and _is_text(df[c])]
     if not cols:
         return df
     out = df.copy()
     for c in cols:
-        out[c] = out[c].map(lambda v: f"{prefix}{v}" if isinstance(v, str) and v else v)
+        out[c] = out[c].map(lambda v: rename(v) if isinstance(v, str) and v else v)
     return out
+
+
+def _prefix_bundles(df: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    return _map_bundle_ids(df, lambda v: f"{prefix}{v}")
 
 
 def run_partition(part: Partition, config: PlanConfig,
@@ -415,12 +420,9 @@ def _renumber_bundles(outputs: dict[str, pd.DataFrame], tables: dict[str, pd.Dat
     mapping = dict(zip(order["old"], order["members"].map(new_of_members), strict=True))
 
     def apply(df: pd.DataFrame, name: str) -> pd.DataFrame:
-        cols = [c for c in df.columns if "bundle" in str(c) and _is_text(df[c])]
-        if not cols:
+        out = _map_bundle_ids(df, lambda v: mapping.get(v, v))
+        if out is df:
             return df
-        out = df.copy()
-        for c in cols:
-            out[c] = out[c].map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)
         if name == "bundles":
             out = out.drop_duplicates("bundle_id").sort_values("bundle_id", kind="stable")
         return out.reset_index(drop=True)
@@ -539,7 +541,10 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
                                                 "parcel_id", "project_id", "feature_id")):
             messages.append(f"batch: table {name!r} has no id column; it was concatenated from the partitions "
                             "and is not comparable to a whole-area run")
-    result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings)
+    from .standards import load_standards
+
+    result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings,
+                        standards=load_standards(config.standards))
     result.messages.extend(dict.fromkeys(messages))
     return result
 

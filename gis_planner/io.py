@@ -20,7 +20,7 @@ import pandas as pd
 import pyogrio
 
 from . import _postgis
-from ._errors import LayerError
+from ._errors import InvalidLayersError, LayerError
 from .schema import LAYER_NAMES, Layers, ValidationReport, validate_layers
 
 __all__ = [
@@ -382,9 +382,7 @@ def read_layers(
                                       current_year=current_year)
     report.notes.extend(report_notes)
     if report.errors:
-        err = LayerError(f"{len(report.errors)} error(s) in the input layers:\n{report}")
-        err.report = report  # type: ignore[attr-defined]
-        raise err
+        raise InvalidLayersError(f"{len(report.errors)} error(s) in the input layers:\n{report}", report)
     compounds = cleaned["compounds"]
     if metric_crs is not None:
         from .crs import metric_crs as choose_crs
@@ -401,11 +399,8 @@ def validate_file(source: str | os.PathLike | Mapping[str, Any], **kwargs: Any) 
     """Like :func:`read_layers` but returns the report instead of raising on validation errors."""
     try:
         layers = read_layers(source, **kwargs)
-    except LayerError as exc:
-        rep = getattr(exc, "report", None)
-        if rep is None:
-            raise
-        return None, rep
+    except InvalidLayersError as exc:
+        return None, exc.report
     return layers, layers.report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -20,19 +21,9 @@ from . import __version__
 from .config import PlanConfig, load_config
 from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers, write_xlsx
 from .schema import Layers
+from .standards import load_standards
 
 __all__ = ["Plan", "PlanResult", "STAGES"]
-
-#: (key, English label, Chinese label) of each stage, in pipeline order. Later stages are appended as
-#: they are built; Plan.run() runs those whose function exists.
-STAGES: list[tuple[str, str, str]] = [
-    ("read", "read and validate layers", "读取并校验图层"),
-    ("eligibility", "screen eligible compounds", "筛选改造对象"),
-    ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析"),
-    ("bundling", "bundle adjacent compounds", "片区捆绑"),
-    ("siting", "site missing facilities on vacant land", "补短板设施选址"),
-    ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合"),
-]
 
 ProgressFn = Callable[[int, int, str, str], None]
 
@@ -48,6 +39,7 @@ class PlanResult:
     outputs : output layers by name (``compounds``, ``bundles``, ``vacant``, ``facilities``, ...).
     tables : output tables by name (``coverage``, ``bundles`` ...), written as CSV.
     workbooks : XLSX workbooks by file stem (``ledger``): ``(sheets, Chinese headers)``.
+    standards : the facility standards of the run (bundled data with the plan's overrides).
     timings : seconds per stage.
     messages : warnings and notes gathered during the run, in order.
     outdir : where the run was written, if it was.
@@ -61,6 +53,7 @@ class PlanResult:
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     outdir: Path | None = None
+    standards: Any = None
     graph: Any = None
     finance: Any = None
     siting: Any = None
@@ -302,9 +295,9 @@ class Plan:
             config = load_config(config, **overrides)
         if layers is not None and not isinstance(layers, Layers):
             src = str(layers) if isinstance(layers, (str, os.PathLike)) else layers
-            config = PlanConfig(name=config.name, layers=src, settings=config.settings,
-                                standards=config.standards, source=config.source, given=config.given)
+            config = dataclasses.replace(config, layers=src)
         self.config = config
+        self.standards = load_standards(config.standards)
         self._layers = layers if isinstance(layers, Layers) else None
 
     @classmethod
@@ -319,10 +312,8 @@ class Plan:
                 from ._errors import ConfigError
 
                 raise ConfigError("no layers given: pass a layers GeoPackage (--layers) or set 'layers' in plan.toml")
-            from .standards import load_standards
-
             metric = self.config.settings["crs"]["metric"]
-            vocabulary = load_standards(self.config.standards).vocabulary()
+            vocabulary = self.standards.vocabulary()
             self._layers = read_layers(self.config.layers, metric_crs=metric, facility_types=vocabulary)
         return self._layers
 
@@ -341,18 +332,18 @@ class Plan:
         t0 = time.perf_counter()
         layers = self.load_layers()
         timings["read"] = time.perf_counter() - t0
-        result = PlanResult(config=self.config, layers=layers, timings=timings)
+        result = PlanResult(config=self.config, layers=layers, timings=timings, standards=self.standards)
         result.messages.extend(str(p) for p in layers.report.warnings)
         result.outputs["compounds"] = layers.compounds.copy()
         for name in ("vacant", "facilities"):
             g = getattr(layers, name)
             if g is not None:
                 result.outputs[name] = g.copy()
-        for i, (key, en, zh) in enumerate(STAGES[1:], start=2):
+        for i, (key, en, zh, stage) in enumerate(_PIPELINE, start=2):
             if progress:
                 progress(i, total, key, f"{en} {zh}")
             t0 = time.perf_counter()
-            _STAGE_FUNCTIONS[key](result)
+            stage(result)
             timings[key] = time.perf_counter() - t0
         if outdir is not None and self.config.settings["run"]["write_outputs"]:
             if progress:
@@ -383,10 +374,10 @@ def _node_crossings(setting: str, roads: gpd.GeoDataFrame) -> bool:
 def _stage_coverage(result: PlanResult) -> None:
     import warnings
 
-    from . import coverage, network, standards
+    from . import coverage, network
 
     cfg = result.config.settings
-    st = standards.load_standards(result.config.standards)
+    st = result.standards
     layers = result.layers
     roads = layers.roads
     graph = None
@@ -436,9 +427,9 @@ def _stage_bundling(result: PlanResult) -> None:
     result.tables["bundles"] = pd.DataFrame(bundles.drop(columns=bundles.geometry.name))
     result.tables["adjacency"] = pairs
     if "coverage" in result.tables:
-        from . import coverage, standards
+        from . import coverage
 
-        st = standards.load_standards(result.config.standards)
+        st = result.standards
         bundled = compounds[compounds["bundle_id"].notna()]
         table = result.tables["coverage"]
         table = table[table["compound_id"].isin(bundled["compound_id"])]
@@ -448,14 +439,14 @@ def _stage_bundling(result: PlanResult) -> None:
 def _stage_siting(result: PlanResult) -> None:
     import warnings
 
-    from . import siting, standards
+    from . import siting
 
     layers = result.layers
     if layers.vacant is None or not len(layers.vacant) or "coverage" not in result.tables:
         result.messages.append("siting: skipped (no vacant layer or no coverage table) — 无存量用地，未做选址")
         return
     cfg = result.config.settings
-    st = standards.load_standards(result.config.standards)
+    st = result.standards
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = siting.propose(result.outputs["compounds"], layers.vacant, layers.facilities, result.graph,
@@ -487,11 +478,15 @@ def _stage_finance(result: PlanResult) -> None:
     result.messages.append(fin.summary_text())
 
 
-#: stage key → function(PlanResult) that adds its outputs.
-_STAGE_FUNCTIONS: dict[str, Callable[[PlanResult], None]] = {
-    "eligibility": _stage_eligibility,
-    "coverage": _stage_coverage,
-    "bundling": _stage_bundling,
-    "siting": _stage_siting,
-    "finance": _stage_finance,
-}
+#: The stages after reading, in pipeline order: (key, English label, Chinese label, function(PlanResult)).
+_PIPELINE: list[tuple[str, str, str, Callable[[PlanResult], None]]] = [
+    ("eligibility", "screen eligible compounds", "筛选改造对象", _stage_eligibility),
+    ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析", _stage_coverage),
+    ("bundling", "bundle adjacent compounds", "片区捆绑", _stage_bundling),
+    ("siting", "site missing facilities on vacant land", "补短板设施选址", _stage_siting),
+    ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合", _stage_finance),
+]
+
+#: (key, English label, Chinese label) of every stage, in pipeline order.
+STAGES: list[tuple[str, str, str]] = [("read", "read and validate layers", "读取并校验图层"),
+                                      *((k, en, zh) for k, en, zh, _ in _PIPELINE)]
