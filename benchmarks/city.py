@@ -22,11 +22,9 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-CRS = "EPSG:32650"
-TYPES = ["kindergarten", "primary_school", "middle_school", "health_station", "elderly_daycare",
-         "community_service", "culture_station", "market", "convenience_store", "fitness", "parking",
-         "express_locker"]
-COUNTS = [900, 500, 250, 700, 600, 800, 400, 600, 2500, 700, 1500, 3000]  # facilities per type at n = 450
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _synthetic import CRS, facilities_beside_streets, jittered_grid  # noqa: E402
+
 CAPACITY = {"kindergarten": (90, 360), "primary_school": (540, 1800)}  # places (2SFCA), uniform range
 
 
@@ -44,9 +42,7 @@ def synthetic_city(n: int = 450, n_compounds: int = 20_000, spacing: float = 60.
     layer name → GeoDataFrame (compounds, vacant, facilities, roads, projects, boundaries).
     """
     rng = np.random.default_rng(seed)
-    gx, gy = np.meshgrid(np.arange(n) * spacing, np.arange(n) * spacing, indexing="ij")
-    gx = gx + rng.uniform(-8, 8, gx.shape)
-    gy = gy + rng.uniform(-8, 8, gy.shape)
+    gx, gy = jittered_grid(n, spacing, rng)
     lines, classes = [], []
     for horizontal in (True, False):
         for k in range(n):
@@ -104,15 +100,8 @@ def synthetic_city(n: int = 450, n_compounds: int = 20_000, spacing: float = 60.
         "net_revenue_cny": np.round(rng.uniform(1e6, 3e7, n_proj), 0),
     }, geometry=shapely.centroid(boxes[m:][pick]), crs=CRS)
 
-    scale = (n / 450) ** 2
-    counts = [max(3, int(c * scale)) for c in COUNTS]
-    total = sum(counts)
-    fi = rng.integers(0, n - 1, total)
-    fj = rng.integers(0, n, total)
-    t = rng.uniform(0, 1, total)
-    fx = gx[fi, fj] + t * (gx[fi + 1, fj] - gx[fi, fj]) + rng.uniform(-15, 15, total)
-    fy = gy[fi, fj] + t * (gy[fi + 1, fj] - gy[fi, fj]) + rng.uniform(-15, 15, total)
-    ftype = np.repeat(TYPES, counts)
+    fx, fy, ftype = facilities_beside_streets(gx, gy, rng)
+    total = len(fx)
     capacity = np.full(total, np.nan)
     for typ, (lo, hi) in CAPACITY.items():
         sel = ftype == typ

@@ -26,20 +26,15 @@ from gis_planner.coverage import assess, locate
 from gis_planner.network import nearest_sources, walk_graph
 from gis_planner.standards import load_standards
 
-CRS = "EPSG:32650"
-TYPES = ["kindergarten", "primary_school", "middle_school", "health_station", "elderly_daycare",
-         "community_service", "culture_station", "market", "convenience_store", "fitness", "parking",
-         "express_locker"]
-COUNTS = [900, 500, 250, 700, 600, 800, 400, 600, 2500, 700, 1500, 3000]  # facilities per type
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _synthetic import CRS, TYPES, facilities_beside_streets, jittered_grid  # noqa: E402
 
 
 def synthetic_city(n: int, n_compounds: int, spacing: float = 60.0, seed: int = 42):
     """A jittered n × n street grid cut into LineStrings of 1–12 blocks (3 % dropped), compounds inside
     blocks and facilities beside streets. Returns (roads, compounds, facilities)."""
     rng = np.random.default_rng(seed)
-    gx, gy = np.meshgrid(np.arange(n) * spacing, np.arange(n) * spacing, indexing="ij")
-    gx = gx + rng.uniform(-8, 8, gx.shape)
-    gy = gy + rng.uniform(-8, 8, gy.shape)
+    gx, gy = jittered_grid(n, spacing, rng)
     lines = []
     for horizontal in (True, False):
         for k in range(n):
@@ -64,16 +59,10 @@ def synthetic_city(n: int, n_compounds: int, spacing: float = 60.0, seed: int = 
                                   "households": rng.integers(100, 1500, n_compounds),
                                   "subdistrict": [f"s{i % 20}" for i in range(n_compounds)]},
                                  geometry=shapely.box(x0, y0, x1, y1), crs=CRS)
-    scale = (n / 450) ** 2
-    counts = [max(3, int(c * scale)) for c in COUNTS]
-    total = sum(counts)
-    fi = rng.integers(0, n - 1, total)
-    fj = rng.integers(0, n, total)
-    t = rng.uniform(0, 1, total)
-    fx = gx[fi, fj] + t * (gx[fi + 1, fj] - gx[fi, fj]) + rng.uniform(-15, 15, total)
-    fy = gy[fi, fj] + t * (gy[fi + 1, fj] - gy[fi, fj]) + rng.uniform(-15, 15, total)
+    fx, fy, ftype = facilities_beside_streets(gx, gy, rng)
+    total = len(fx)
     facilities = gpd.GeoDataFrame({"facility_id": [f"f{i:06d}" for i in range(total)],
-                                   "facility_type": np.repeat(TYPES, counts)},
+                                   "facility_type": ftype},
                                   geometry=shapely.points(fx, fy), crs=CRS)
     return roads, compounds, facilities
 
