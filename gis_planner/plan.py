@@ -390,7 +390,7 @@ def _stage_coverage(result: PlanResult) -> None:
     compounds = result.outputs["compounds"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        located = coverage.locate(compounds, facilities, graph, standards=st,
+        located = coverage.locate(compounds, facilities, graph, standards=st, entrances=layers.entrances,
                                   max_snap_m=cfg["network"]["max_snap_m"])
         limit = cfg["coverage"]["search_limit_m"] or None
         table = coverage.assess(compounds, facilities, located, st, types=cfg["coverage"]["profile"],
@@ -401,8 +401,9 @@ def _stage_coverage(result: PlanResult) -> None:
     result.outputs["compounds"] = coverage.add_coverage_columns(compounds, table, access=access)
     result.tables["coverage"] = table
     result.tables["coverage_summary"] = coverage.summarise(table, compounds, standards=st)
-    result.tables["coverage_by_subdistrict"] = coverage.summarise(table, compounds, by="subdistrict",
-                                                                  standards=st)
+    if "subdistrict" in compounds.columns:  # optional field: no 街道 summary without it
+        result.tables["coverage_by_subdistrict"] = coverage.summarise(table, compounds, by="subdistrict",
+                                                                      standards=st)
     result.tables["coverage_by_tier"] = coverage.summarise(table, compounds, standards=st, level="tier")
     result.tables["coverage_gaps"] = coverage.gap_list(table, compounds, standards=st)
     result.tables["access_2sfca"] = access
@@ -451,7 +452,8 @@ def _stage_siting(result: PlanResult) -> None:
         warnings.simplefilter("always")
         res = siting.propose(result.outputs["compounds"], layers.vacant, layers.facilities, result.graph,
                              result.tables["coverage"], st, result.config.stage_settings.get("siting") or None,
-                             boundaries=layers.boundaries, max_snap_m=cfg["network"]["max_snap_m"])
+                             boundaries=layers.boundaries, entrances=layers.entrances,
+                             max_snap_m=cfg["network"]["max_snap_m"])
     result.messages.extend(f"siting: {w.message}" for w in caught)
     result.messages.extend(res.messages)
     result.siting = res

@@ -36,7 +36,9 @@ __all__ = [
     "empty_layer",
 ]
 
-LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries")
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "entrances")
+#: Layers whose absence is normal and not reported.
+OPTIONAL_LAYERS = ("boundaries", "entrances")
 REQUIRED_LAYERS = ("compounds",)
 
 _GEOMETRY_KINDS = {
@@ -464,7 +466,7 @@ def validate_layers(
         if gdf is None:
             if name in REQUIRED_LAYERS:
                 report.problems.append(Problem("error", name, f"{src}: layer '{name}' is missing", code="missing_layer"))
-            elif name != "boundaries":
+            elif name not in OPTIONAL_LAYERS:
                 consequence = {
                     "roads": "coverage falls back to straight-line distance × detour factor",
                     "facilities": "every compound will show every facility type as missing",
@@ -480,6 +482,18 @@ def validate_layers(
         cleaned[name] = clean
 
     ref = cleaned.get("compounds")
+    entrances = cleaned.get("entrances")
+    if ref is not None and entrances is not None and "compound_id" in entrances.columns \
+            and "compound_id" in ref.columns:
+        known = set(ref["compound_id"].dropna())
+        src = sources.get("entrances") or "input"
+        col = _Collector(src, "entrances", _as_id_strings(entrances["entrance_id"])
+                         if "entrance_id" in entrances.columns else None)
+        unknown = entrances["compound_id"].notna().to_numpy() & ~entrances["compound_id"].isin(known).to_numpy()
+        for pos in np.flatnonzero(unknown):
+            col.add("error", "unknown_reference", f"compound_id {entrances['compound_id'].iloc[pos]!r} is not in "
+                    "the compounds layer", int(pos), "compound_id")
+        report.problems.extend(col.problems)
     target = ref.crs if ref is not None else None
     if target is not None:
         for name, gdf in list(cleaned.items()):
@@ -529,7 +543,8 @@ class Layers:
 
     Attributes
     ----------
-    compounds, vacant, facilities, roads, projects, boundaries : GeoDataFrames (None when absent).
+    compounds, vacant, facilities, roads, projects, boundaries, entrances : GeoDataFrames (None when absent);
+        ``entrances`` are points with ``compound_id`` through which a compound is reached on foot.
     report : the ValidationReport of reading and validating them.
     sources : layer name → where it was read from (file and layer), for messages and run.json.
     """
@@ -540,6 +555,7 @@ class Layers:
     roads: gpd.GeoDataFrame | None = None
     projects: gpd.GeoDataFrame | None = None
     boundaries: gpd.GeoDataFrame | None = None
+    entrances: gpd.GeoDataFrame | None = None
     report: ValidationReport = field(default_factory=ValidationReport)
     sources: dict[str, str] = field(default_factory=dict)
 

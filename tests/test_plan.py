@@ -180,3 +180,49 @@ def test_stage_settings_survive_a_layers_argument(tmp_path):
     toml.write_text('[bundling]\nmax_households = 1200\n[map]\nenabled = false\nreports = false\n',
                     encoding="utf-8")
     assert Plan(str(SAMPLE), config=toml).config.stage_settings["bundling"] == {"max_households": 1200}
+
+
+def _tiny_district(tmp_path, entrance_compound="C1"):
+    import shapely
+
+    from gis_planner.io import write_layers
+
+    x0, y0, crs = 500_000.0, 3_386_000.0, "EPSG:4547"
+    layers = {
+        "compounds": gpd.GeoDataFrame({"compound_id": ["C1"], "name": ["幸福小区"], "build_year": [1990],
+                                       "households": [200], "floor_area_m2": [18_000.0]},
+                                      geometry=[shapely.box(x0 + 100, y0 + 20, x0 + 200, y0 + 120)], crs=crs),
+        "facilities": gpd.GeoDataFrame({"facility_id": ["K1"], "facility_type": ["kindergarten"]},
+                                       geometry=[shapely.Point(x0 + 500, y0 - 10)], crs=crs),
+        "roads": gpd.GeoDataFrame({"road_id": ["R1"], "road_class": ["local"]},
+                                  geometry=[shapely.LineString([(x0, y0), (x0 + 1000, y0)])], crs=crs),
+        "entrances": gpd.GeoDataFrame({"entrance_id": ["E1"], "compound_id": [entrance_compound]},
+                                      geometry=[shapely.Point(x0 + 120, y0 + 20)], crs=crs),
+    }
+    return write_layers(layers, tmp_path / "tiny.gpkg")
+
+
+def test_entrances_layer_is_used_for_walking_distance(tmp_path):
+    path = _tiny_district(tmp_path)
+    result = Plan(str(path), map={"enabled": False, "reports": False}).run()
+    row = result.tables["coverage"].set_index("facility_type").loc["kindergarten"]
+    # entrance (120, 20): 20 m to the street, 380 m along it to x = 500, 10 m to the kindergarten
+    assert row["distance_m"] == pytest.approx(410.0)
+    assert row["nearest_facility_id"] == "K1" and not row["covered"]
+
+
+def test_entrance_of_an_unknown_compound_is_an_error(tmp_path, capsys):
+    path = _tiny_district(tmp_path, entrance_compound="C9")
+    assert main(["validate", str(path)]) == 2
+    assert "layer 'entrances' row 1 (id=E1): compound_id 'C9' is not in the compounds layer" in capsys.readouterr().out
+
+
+def test_minimal_layers_run_end_to_end(tmp_path):
+    """Only the required fields, no vacant / projects / boundaries layers: every stage and output still works."""
+    path = _tiny_district(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", "--layers", str(path), "-o", str(out), "-q"]) == 0
+    assert (out / "map.html").exists() and (out / "reports" / "index.html").exists()
+    bundles = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")
+    assert bundles["member_ids"].tolist() == ["C1"] and bool(bundles["isolated"].iloc[0])
+    assert not (out / "coverage_by_subdistrict.csv").exists()  # no 街道 field, no 街道 summary
