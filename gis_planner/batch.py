@@ -30,6 +30,8 @@ from .schema import Layers, ValidationReport
 
 __all__ = [
     "BY_LEVELS",
+    "MERGED_STAGES",
+    "PARTITION_STAGES",
     "BatchResult",
     "Partition",
     "halo_width",
@@ -57,6 +59,10 @@ _SORT = {
 _ORDER_BY = {"compounds": "compound_id", "facilities": "facility_id", "vacant": "parcel_id",
              "projects": "project_id"}
 _OWNED = (("facilities", "facility_id"), ("vacant", "parcel_id"), ("projects", "project_id"))
+#: stages each partition runs; siting and the funding balance optimise over the whole area and run once on the
+#: merged result (siting from the covering pairs the partitions computed on their own part of the network)
+PARTITION_STAGES = ("eligibility", "coverage", "bundling")
+MERGED_STAGES = ("siting", "finance")
 
 
 # ------------------------------------------------------------------------------------------- partitions
@@ -251,6 +257,10 @@ def make_partitions(layers: Layers, config: PlanConfig, by: str = "subdistrict",
             if name == "compounds":
                 idx = np.union1d(idx, np.flatnonzero(mine))
             subset[name] = g.iloc[idx]
+        if subset.get("entrances") is not None:  # a compound's gates travel with it, wherever they lie
+            e = layers.entrances
+            mine_e = e["compound_id"].astype(str).isin(set(subset["compounds"]["compound_id"].astype(str)))
+            subset["entrances"] = e[mine_e.to_numpy()]
         report = ValidationReport(notes=[f"batch partition {key!r} ({by}): {int(mine.sum())} compounds, "
                                          f"halo {net_halo:g} m"])
         sub = Layers(**subset, report=report, sources=dict(layers.sources))
@@ -323,10 +333,14 @@ def run_partition(part: Partition, config: PlanConfig,
     if on_start is not None:
         on_start(part.key)
     t0 = time.perf_counter()
-    result = Plan(part.layers, config).run()
+    result = Plan(part.layers, config).run(stages=PARTITION_STAGES)
     own = part.own
     comp = result.outputs["compounds"]
     mine = comp["compound_id"].astype(str).isin(own["compounds"]).to_numpy()
+    t1 = time.perf_counter()
+    pairs = _siting_pairs(result, mine)
+    if pairs is not None:
+        result.timings["siting"] = time.perf_counter() - t1
     own_bundles: frozenset[str] = frozenset()
     crossing: list[str] = []
     if "bundle_id" in comp.columns:
@@ -349,10 +363,36 @@ def run_partition(part: Partition, config: PlanConfig,
         worker = f"pid {os.getpid()}"
     return {
         "key": part.key, "slug": part.slug, "fingerprint": part.fingerprint,
-        "outputs": outputs, "tables": tables, "timings": dict(result.timings), "messages": messages,
+        "outputs": outputs, "tables": tables, "siting_pairs": pairs,
+        "timings": dict(result.timings), "messages": messages,
         "n_compounds": len(own["compounds"]), "seconds": time.perf_counter() - t0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "worker": worker,
     }
+
+
+def _siting_pairs(result: Any, mine: np.ndarray) -> pd.DataFrame | None:
+    """The siting covering pairs of the partition's own compounds (exact within the halo), or None."""
+    from . import siting
+
+    layers = result.layers
+    if layers.vacant is None or not len(layers.vacant) or "coverage" not in result.tables:
+        return None
+    st = result.standards
+    rules = result.config.stage_settings.get("siting") or None
+    comp = result.outputs["compounds"][mine]
+    table = result.tables["coverage"]
+    table = table[table["compound_id"].astype(str).isin(set(comp["compound_id"].astype(str)))]
+    present = set(table["facility_type"])
+    with warnings.catch_warnings():  # candidate warnings are given once, by the merged siting stage
+        warnings.simplefilter("ignore")
+        cands = siting.candidates(layers.vacant, st, rules, types=[t for t in st.facility_types.index if t in present])
+        ent = layers.entrances
+        if ent is not None:
+            ent = ent[ent["compound_id"].astype(str).isin(set(comp["compound_id"].astype(str))).to_numpy()]
+        pairs, notes = siting.covering_pairs(comp, layers.vacant, cands, result.graph, table, st, rules,
+                                             entrances=ent, max_snap_m=result.config.settings["network"]["max_snap_m"])
+    result.messages.extend(notes)
+    return pairs
 
 
 def _task(layers: Layers, key: str, slug: str, own: dict[str, frozenset[str]], fingerprint: str,
@@ -497,7 +537,9 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
 
     Row layers and tables are concatenated (each partition holds only its own rows), bundles are renumbered
     ``B001`` … by smallest member id (the numbering of a whole-area run), and the coverage summaries are
-    recomputed from the merged coverage table. Timings are summed over partitions (CPU seconds per stage).
+    recomputed from the merged coverage table. Then the whole-area stages (:data:`MERGED_STAGES`: siting from
+    the partitions' covering pairs, and the funding balance) run once on the merged result. Timings are summed
+    over partitions (CPU seconds per stage) plus the merged stages.
     """
     from .plan import PlanResult
 
@@ -541,11 +583,18 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
                                                 "parcel_id", "project_id", "feature_id")):
             messages.append(f"batch: table {name!r} has no id column; it was concatenated from the partitions "
                             "and is not comparable to a whole-area run")
+    from .plan import run_stages
     from .standards import load_standards
 
     result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings,
                         standards=load_standards(config.standards))
-    result.messages.extend(dict.fromkeys(messages))
+    pairs = [r["siting_pairs"] for r in results if r.get("siting_pairs") is not None]
+    if pairs:
+        result.siting_pairs = pd.concat(pairs, ignore_index=True).sort_values(
+            ["compound_id", "facility_type", "parcel_id"], kind="stable").reset_index(drop=True)
+    run_stages(result, MERGED_STAGES)
+    result.messages[:0] = messages
+    result.messages[:] = list(dict.fromkeys(result.messages))
     return result
 
 

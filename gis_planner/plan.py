@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers, 
 from .schema import Layers
 from .standards import load_standards
 
-__all__ = ["Plan", "PlanResult", "STAGES"]
+__all__ = ["Plan", "PlanResult", "STAGES", "run_stages"]
 
 ProgressFn = Callable[[int, int, str, str], None]
 
@@ -43,6 +43,8 @@ class PlanResult:
     timings : seconds per stage.
     messages : warnings and notes gathered during the run, in order.
     outdir : where the run was written, if it was.
+    siting_pairs : covering pairs (``siting.covering_pairs``) computed beforehand, e.g. merged from batch
+        partitions; the siting stage then does not search the network again.
     """
 
     config: PlanConfig
@@ -58,6 +60,7 @@ class PlanResult:
     finance: Any = None
     siting: Any = None
     map_bytes: int | None = None
+    siting_pairs: Any = None
 
     # ----------------------------------------------------------------- summaries
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -317,16 +320,20 @@ class Plan:
             self._layers = read_layers(self.config.layers, metric_crs=metric, facility_types=vocabulary)
         return self._layers
 
-    def run(self, outdir: str | os.PathLike | None = None, *, progress: ProgressFn | None = None) -> PlanResult:
+    def run(self, outdir: str | os.PathLike | None = None, *, progress: ProgressFn | None = None,
+            stages: Sequence[str] | None = None) -> PlanResult:
         """Run every available stage; write the outputs when ``outdir`` is given.
 
         Parameters
         ----------
         outdir : output folder (``plan.gpkg``, CSV tables, ``run.json`` ...); None keeps results in memory.
         progress : optional callback ``(index, total, stage_key, label)`` called before each stage.
+        stages : run only these stages (keys of :data:`STAGES` after ``read``, e.g. ``["eligibility",
+            "coverage"]``), in pipeline order; :func:`run_stages` continues with the others later.
         """
+        keys = _stage_keys(stages)
         timings: dict[str, float] = {}
-        total = len(STAGES) + (1 if outdir is not None else 0)
+        total = len(keys) + 1 + (1 if outdir is not None else 0)
         if progress:
             progress(1, total, "read", "read and validate layers 读取并校验图层")
         t0 = time.perf_counter()
@@ -339,12 +346,7 @@ class Plan:
             g = getattr(layers, name)
             if g is not None:
                 result.outputs[name] = g.copy()
-        for i, (key, en, zh, stage) in enumerate(_PIPELINE, start=2):
-            if progress:
-                progress(i, total, key, f"{en} {zh}")
-            t0 = time.perf_counter()
-            stage(result)
-            timings[key] = time.perf_counter() - t0
+        run_stages(result, keys, progress=progress, first=2, total=total)
         if outdir is not None and self.config.settings["run"]["write_outputs"]:
             if progress:
                 progress(total, total, "write", "write outputs, map and reports 写出成果、地图与评审材料")
@@ -453,7 +455,7 @@ def _stage_siting(result: PlanResult) -> None:
         res = siting.propose(result.outputs["compounds"], layers.vacant, layers.facilities, result.graph,
                              result.tables["coverage"], st, result.config.stage_settings.get("siting") or None,
                              boundaries=layers.boundaries, entrances=layers.entrances,
-                             max_snap_m=cfg["network"]["max_snap_m"])
+                             max_snap_m=cfg["network"]["max_snap_m"], pairs=result.siting_pairs)
     result.messages.extend(f"siting: {w.message}" for w in caught)
     result.messages.extend(res.messages)
     result.siting = res
@@ -488,6 +490,43 @@ _PIPELINE: list[tuple[str, str, str, Callable[[PlanResult], None]]] = [
     ("siting", "site missing facilities on vacant land", "补短板设施选址", _stage_siting),
     ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合", _stage_finance),
 ]
+
+def _stage_keys(stages: Sequence[str] | None) -> list[str]:
+    known = [k for k, *_ in _PIPELINE]
+    if stages is None:
+        return known
+    unknown = sorted(set(stages) - set(known))
+    if unknown:
+        from ._errors import ConfigError
+
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(known)}")
+    return [k for k in known if k in set(stages)]
+
+
+def run_stages(result: PlanResult, stages: Sequence[str], *, progress: ProgressFn | None = None,
+               first: int = 1, total: int | None = None) -> PlanResult:
+    """Run stages on an existing result, in pipeline order, recording their time in ``result.timings``.
+
+    A batch run uses it to run siting and the funding balance once on the merged partitions, which is what
+    makes those whole-area optimisations equal to a single run's.
+
+    Parameters
+    ----------
+    result : a :class:`PlanResult` holding the outputs of the earlier stages.
+    stages : stage keys (see :data:`STAGES`).
+    progress, first, total : progress callback and the step numbers it is given.
+    """
+    keys = _stage_keys(stages)
+    total = total or len(keys)
+    for i, (key, en, zh, stage) in enumerate(((k, en, zh, f) for k, en, zh, f in _PIPELINE if k in keys),
+                                             start=first):
+        if progress:
+            progress(i, total, key, f"{en} {zh}")
+        t0 = time.perf_counter()
+        stage(result)
+        result.timings[key] = result.timings.get(key, 0.0) + time.perf_counter() - t0
+    return result
+
 
 #: (key, English label, Chinese label) of every stage, in pipeline order.
 STAGES: list[tuple[str, str, str]] = [("read", "read and validate layers", "读取并校验图层"),

@@ -30,6 +30,7 @@ __all__ = [
     "load_rules",
     "candidates",
     "SitingProblem",
+    "covering_pairs",
     "coverage_matrix",
     "Solution",
     "solve",
@@ -452,43 +453,9 @@ class SitingProblem:
         return cls(candidates=cand, parcels=parc, demand=dem, coverage=a, pairs=pairs)
 
 
-def coverage_matrix(
-    compounds: gpd.GeoDataFrame,
-    vacant: gpd.GeoDataFrame,
-    cands: pd.DataFrame,
-    graph: WalkGraph | gpd.GeoDataFrame | None,
-    coverage_table: pd.DataFrame,
-    standards: Standards | None = None,
-    rules: Mapping[str, Any] | None = None,
-    *,
-    entrances: gpd.GeoDataFrame | None = None,
-    max_snap_m: float = 500.0,
-) -> SitingProblem:
-    """Build the siting problem: uncovered demand, feasible candidates and who can serve whom.
-
-    The parcels are placed on the walking network exactly as the coverage stage places facilities
-    (:func:`gis_planner.coverage.locate`: a parcel is reached from the point of its outline nearest a
-    walkable street, with its access leg) and distances are taken by the same bounded Dijkstra searches, so
-    appending a proposal (with the parcel polygon as geometry) to the facilities layer and re-running
-    :func:`gis_planner.coverage.assess` reproduces the coverage computed here.
-
-    Parameters
-    ----------
-    compounds : compounds layer with ``compound_id``, ``households``.
-    vacant : vacant layer (parcel geometries).
-    cands : output of :func:`candidates` (only ``feasible`` rows are used).
-    graph : the walking graph (or roads layer, or None for the straight-line fallback) the coverage stage used.
-    coverage_table : output of :func:`gis_planner.coverage.assess`; only compound × type pairs with
-        ``covered`` False are demand (existing facilities count as already covering).
-    standards : radii and tiers; rules: overrides of ``data/siting.toml`` (priority multipliers).
-    entrances, max_snap_m : as given to the coverage stage.
-
-    Returns
-    -------
-    SitingProblem
-    """
-    standards = standards or load_standards()
-    rules = load_rules(rules)
+def _feasible(cands: pd.DataFrame, vacant: gpd.GeoDataFrame, coverage_table: pd.DataFrame,
+              standards: Standards) -> tuple[pd.DataFrame, gpd.GeoDataFrame, pd.DataFrame]:
+    """Feasible candidates of the table's types, the parcels they use and each parcel's first candidate."""
     ft = standards.facility_types
     feas = cands[cands["feasible"].astype(bool)].reset_index(drop=True)
     types_in_table = set(coverage_table["facility_type"].unique())
@@ -500,16 +467,13 @@ def coverage_matrix(
     feas["use_floor_m2"] = np.where(feas["uses_existing_floor"], feas["footprint_floor_m2"], 0.0)
     feas["tier"] = feas["facility_type"].map(ft["tier"])
     feas["radius_m"] = feas["facility_type"].map(ft["radius_m"]).astype(float)
-    first = feas.groupby("parcel", sort=True).first()
-    parcels = pd.DataFrame({
-        "parcel_id": used["parcel_id"].to_numpy(dtype=object),
-        "land_capacity_m2": first["open_land_m2"].reindex(np.arange(len(used))).to_numpy(float),
-        "floor_capacity_m2": first["floor_existing_m2"].reindex(np.arange(len(used))).to_numpy(float),
-        "land_cost_cny": first["land_cost_cny"].reindex(np.arange(len(used))).to_numpy(float),
-    })
+    first = feas.groupby("parcel", sort=True).first().reindex(np.arange(len(used)))
+    return feas, used, first
 
-    # demand: compound × type not covered yet
-    types = list(dict.fromkeys(feas["facility_type"]))
+
+def _demand(compounds: pd.DataFrame, coverage_table: pd.DataFrame, types: list[str],
+            rules: Mapping[str, Any]) -> pd.DataFrame:
+    """Compound × type pairs not covered yet, sorted by compound id then type (an order a batch merge keeps)."""
     hh = (pd.to_numeric(compounds["households"], errors="coerce").fillna(0.0).to_numpy(float)
           if "households" in compounds else np.zeros(len(compounds)))
     cid = compounds["compound_id"].astype(str).to_numpy(dtype=object)
@@ -517,26 +481,62 @@ def coverage_matrix(
     gaps = coverage_table.loc[~coverage_table["covered"].astype(bool)
                               & coverage_table["facility_type"].isin(types), ["compound_id", "facility_type"]]
     gaps = gaps.assign(compound_id=gaps["compound_id"].astype(str))
-    gaps = gaps[gaps["compound_id"].isin(cpos.index)].reset_index(drop=True)
-    d_comp = cpos.loc[gaps["compound_id"]].to_numpy()
+    gaps = gaps[gaps["compound_id"].isin(cpos.index)]
     tcode = pd.Series(np.arange(len(types)), index=types)
     d_type = tcode.loc[gaps["facility_type"]].to_numpy()
+    order = np.lexsort((d_type, gaps["compound_id"].to_numpy(dtype=str)))
+    gaps, d_type = gaps.iloc[order].reset_index(drop=True), d_type[order]
+    d_comp = cpos.loc[gaps["compound_id"]].to_numpy()
     mult = _priority(rules, types)[d_type]
-    demand = pd.DataFrame({"compound_id": gaps["compound_id"].to_numpy(dtype=object),
-                           "facility_type": gaps["facility_type"].to_numpy(dtype=object),
-                           "households": hh[d_comp], "multiplier": mult, "weight": hh[d_comp] * mult})
+    return pd.DataFrame({"compound_id": gaps["compound_id"].to_numpy(dtype=object),
+                         "facility_type": gaps["facility_type"].to_numpy(dtype=object),
+                         "households": hh[d_comp], "multiplier": mult, "weight": hh[d_comp] * mult,
+                         "compound": d_comp, "type_code": d_type})
 
-    # distances parcel → compound on the coverage stage's network
+
+def covering_pairs(
+    compounds: gpd.GeoDataFrame,
+    vacant: gpd.GeoDataFrame,
+    cands: pd.DataFrame,
+    graph: WalkGraph | gpd.GeoDataFrame | None,
+    coverage_table: pd.DataFrame,
+    standards: Standards | None = None,
+    rules: Mapping[str, Any] | None = None,
+    *,
+    entrances: gpd.GeoDataFrame | None = None,
+    max_snap_m: float = 500.0,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Which feasible candidate can serve which uncovered compound × type: the network part of siting.
+
+    The parcels are placed on the walking network exactly as the coverage stage places facilities
+    (:func:`gis_planner.coverage.locate`: a parcel is reached from the point of its outline nearest a
+    walkable street, with its access leg) and distances are taken by the same bounded Dijkstra searches.
+    Every pair lies within one service radius of its compound, so a batch partition with a walking-radius
+    halo computes its own compounds' pairs exactly; :func:`coverage_matrix` takes them back with ``pairs=``.
+
+    Parameters
+    ----------
+    As :func:`coverage_matrix`.
+
+    Returns
+    -------
+    (pairs, notes): ``compound_id, facility_type, parcel_id, distance_m`` (network metres, ≤ the type's
+    radius; sorted by compound, type and parcel) and the messages gathered (snaps refused …).
+    """
+    standards = standards or load_standards()
+    rules = load_rules(rules)
+    feas, used, first = _feasible(cands, vacant, coverage_table, standards)
+    types = [t for t in standards.facility_types.index if t in set(feas["facility_type"])]
+    demand = _demand(compounds, coverage_table, types, rules)
     notes: list[str] = []
     fac = gpd.GeoDataFrame({"facility_id": used["parcel_id"].to_numpy(dtype=object),
-                            "facility_type": first["facility_type"].reindex(np.arange(len(used))).to_numpy()},
+                            "facility_type": first["facility_type"].to_numpy()},
                            geometry=used.geometry.to_numpy(), crs=used.crs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         located = locate(compounds, fac, graph, standards=standards, entrances=entrances, max_snap_m=max_snap_m)
     notes += [f"siting: {w.message}".replace("facilities could not", "parcels could not") for w in caught]
     ok = np.flatnonzero(located.facility_node >= 0) if located.method == "network" else np.arange(len(used))
-    parcels["snapped"] = np.isin(np.arange(len(used)), ok)
     d_max = float(feas["radius_m"].max()) if len(feas) else 0.0
     detour = float(standards.network.get("detour_factor", 1.3))
     if len(ok) and len(demand):
@@ -556,19 +556,91 @@ def coverage_matrix(
     comp, dist = pc[pair_row], pd_[pair_row]
     keep = dist <= feas["radius_m"].to_numpy()[cand]
     cand, comp, dist = cand[keep], comp[keep], dist[keep]
-    key_d = d_comp.astype(np.int64) * len(types) + d_type
+    tcode = pd.Series(np.arange(len(types)), index=types)
+    key_d = demand["compound"].to_numpy(np.int64) * len(types) + demand["type_code"].to_numpy(np.int64)
     sorter = np.argsort(key_d, kind="stable")
     key_p = comp.astype(np.int64) * len(types) + tcode.loc[feas["facility_type"].to_numpy()[cand]].to_numpy()
     at = np.minimum(np.searchsorted(key_d, key_p, sorter=sorter), max(len(key_d) - 1, 0))
     hit = (key_d[sorter[at]] == key_p) if len(key_d) else np.zeros(len(key_p), bool)
     dem_idx, cand, dist = sorter[at][hit], cand[hit], dist[hit]
+    out = pd.DataFrame({"compound_id": demand["compound_id"].to_numpy(dtype=object)[dem_idx],
+                        "facility_type": demand["facility_type"].to_numpy(dtype=object)[dem_idx],
+                        "parcel_id": feas["parcel_id"].to_numpy(dtype=object)[cand], "distance_m": dist})
+    out = out.sort_values(["compound_id", "facility_type", "parcel_id"], kind="stable").reset_index(drop=True)
+    return out, notes
+
+
+def coverage_matrix(
+    compounds: gpd.GeoDataFrame,
+    vacant: gpd.GeoDataFrame,
+    cands: pd.DataFrame,
+    graph: WalkGraph | gpd.GeoDataFrame | None,
+    coverage_table: pd.DataFrame,
+    standards: Standards | None = None,
+    rules: Mapping[str, Any] | None = None,
+    *,
+    entrances: gpd.GeoDataFrame | None = None,
+    max_snap_m: float = 500.0,
+    pairs: pd.DataFrame | None = None,
+) -> SitingProblem:
+    """Build the siting problem: uncovered demand, feasible candidates and who can serve whom.
+
+    Distances come from :func:`covering_pairs` (the coverage stage's placement and searches), so appending
+    a proposal (with the parcel polygon as geometry) to the facilities layer and re-running
+    :func:`gis_planner.coverage.assess` reproduces the coverage computed here.
+
+    Parameters
+    ----------
+    compounds : compounds layer with ``compound_id``, ``households``.
+    vacant : vacant layer (parcel geometries).
+    cands : output of :func:`candidates` (only ``feasible`` rows are used).
+    graph : the walking graph (or roads layer, or None for the straight-line fallback) the coverage stage used.
+    coverage_table : output of :func:`gis_planner.coverage.assess`; only compound × type pairs with
+        ``covered`` False are demand (existing facilities count as already covering).
+    standards : radii and tiers; rules: overrides of ``data/siting.toml`` (priority multipliers).
+    entrances, max_snap_m : as given to the coverage stage.
+    pairs : covering pairs already computed by :func:`covering_pairs` (e.g. merged from batch partitions);
+        ``graph`` is not used then.
+
+    Returns
+    -------
+    SitingProblem — demand rows sorted by compound id and type (standards order), candidates in parcel
+    order, so the same inputs give the same problem however the layers were cut.
+    """
+    standards = standards or load_standards()
+    rules = load_rules(rules)
+    feas, used, first = _feasible(cands, vacant, coverage_table, standards)
+    parcels = pd.DataFrame({
+        "parcel_id": used["parcel_id"].to_numpy(dtype=object),
+        "land_capacity_m2": first["open_land_m2"].to_numpy(float),
+        "floor_capacity_m2": first["floor_existing_m2"].to_numpy(float),
+        "land_cost_cny": first["land_cost_cny"].to_numpy(float),
+    })
+    types = [t for t in standards.facility_types.index if t in set(feas["facility_type"])]
+    demand = _demand(compounds, coverage_table, types, rules)
+    notes: list[str] = []
+    if pairs is None:
+        pairs, notes = covering_pairs(compounds, vacant, cands, graph, coverage_table, standards, rules,
+                                      entrances=entrances, max_snap_m=max_snap_m)
+    d_pos = pd.Series(np.arange(len(demand)),
+                      index=pd.MultiIndex.from_arrays([demand["compound_id"], demand["facility_type"]]))
+    c_pos = pd.Series(np.arange(len(feas)),
+                      index=pd.MultiIndex.from_arrays([feas["parcel_id"].astype(str), feas["facility_type"]]))
+    keys_d = pd.MultiIndex.from_arrays([pairs["compound_id"].astype(str), pairs["facility_type"].astype(str)])
+    keys_c = pd.MultiIndex.from_arrays([pairs["parcel_id"].astype(str), pairs["facility_type"].astype(str)])
+    dem_idx = d_pos.reindex(keys_d).to_numpy()
+    cand = c_pos.reindex(keys_c).to_numpy()
+    hit = ~(np.isnan(dem_idx) | np.isnan(cand)) if len(pairs) else np.zeros(0, bool)
+    dem_idx, cand = dem_idx[hit].astype(np.int64), cand[hit].astype(np.int64)
+    dist = pairs["distance_m"].to_numpy(float)[hit]
     a = csr_array((np.ones(len(dem_idx), bool), (dem_idx, cand)), shape=(len(demand), len(feas)))
+    demand = demand.drop(columns=["compound", "type_code"])
     demand["coverable"] = np.diff(a.indptr) > 0
-    pairs = pd.DataFrame({"demand": dem_idx, "candidate": cand, "distance_m": dist})
-    pairs = pairs.sort_values(["demand", "distance_m", "candidate"], kind="stable").reset_index(drop=True)
+    table = pd.DataFrame({"demand": dem_idx, "candidate": cand, "distance_m": dist})
+    table = table.sort_values(["demand", "distance_m", "candidate"], kind="stable").reset_index(drop=True)
     cols = ["parcel_id", "facility_type", "name_zh", "parcel", "tier", "radius_m", "host", "footprint_land_m2",
             "footprint_floor_m2", "use_floor_m2", "build_cost_cny", "kind", "owner_type"]
-    return SitingProblem(candidates=feas[cols], parcels=parcels, demand=demand, coverage=a, pairs=pairs,
+    return SitingProblem(candidates=feas[cols], parcels=parcels, demand=demand, coverage=a, pairs=table,
                          notes=notes)
 
 
@@ -1162,6 +1234,7 @@ def propose(
     time_limit: float | None = None,
     entrances: gpd.GeoDataFrame | None = None,
     max_snap_m: float = 500.0,
+    pairs: pd.DataFrame | None = None,
 ) -> SitingResult:
     """The siting stage in one call: candidates → coverage matrix → solve → proposals and before / after.
 
@@ -1177,6 +1250,8 @@ def propose(
     method, p, budget, time_limit : default ``[solve]`` of siting.toml (``p_per_type`` 0 and ``budget_cny``
         0 mean "none").
     entrances, max_snap_m : as given to the coverage stage.
+    pairs : covering pairs computed beforehand by :func:`covering_pairs` (a batch run merges them from its
+        partitions); ``graph`` is then not searched.
 
     Returns
     -------
@@ -1193,10 +1268,11 @@ def propose(
         if p is None and budget is None:
             p = int(cfg["p_per_type"]) or None
             budget = float(cfg["budget_cny"]) or None
-    table_types = list(dict.fromkeys(coverage_table["facility_type"]))
+    present = set(coverage_table["facility_type"])
+    table_types = [t for t in standards.facility_types.index if t in present]  # standards order, not row order
     cands = candidates(vacant, standards, rules, types=types if types is not None else table_types)
     problem = coverage_matrix(compounds, vacant, cands, graph, coverage_table, standards, rules,
-                              entrances=entrances, max_snap_m=max_snap_m)
+                              entrances=entrances, max_snap_m=max_snap_m, pairs=pairs)
     sol = solve(problem, p=p, budget=budget, method=method, time_limit=time_limit, rules=rules)
     proposed = _proposals(problem, sol, vacant, compounds, boundaries, standards, rules)
     ba = before_after(coverage_table, compounds, problem, sol, standards)

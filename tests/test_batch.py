@@ -47,42 +47,24 @@ def _frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(df).reset_index(drop=True)
 
 
-#: outputs of the stages read → eligibility → coverage → bundling (siting and finance: see the xfail test)
-CORE = {"compounds", "vacant", "facilities", "bundles", "coverage", "coverage_summary", "coverage_by_subdistrict",
-        "coverage_by_tier", "coverage_gaps", "access_2sfca", "facility_load_2sfca", "snaps", "adjacency",
-        "coverage_by_bundle"}
-
-
-def _core_columns(name: str, df: pd.DataFrame, sample_columns: dict[str, list[str]] | None) -> pd.DataFrame:
-    if name == "bundles":
-        from gis_planner.bundling import BUNDLE_COLUMNS
-
-        return df[[c for c in BUNDLE_COLUMNS if c in df.columns]]
-    if name == "compounds":
-        from gis_planner.eligibility import screen  # noqa: F401  (columns of the core stages only)
-
-        drop = [c for c in df.columns if c.startswith(("fin_", "funding", "balance", "siting", "subsidy"))
-                or c in ("unfunded_cny", "revenue_cny", "mode", "paired_project_ids")]
-        return df.drop(columns=drop)
-    return df
-
-
-def assert_same_results(single, merged, names: set[str] | None = None) -> None:
-    """The merged batch equals the whole-area run (same ids, same order) on the outputs of ``names``."""
-    names = CORE if names is None else names
+def assert_same_results(single, merged) -> None:
+    """The merged batch equals the whole-area run: every output layer, table and ledger sheet, same order."""
     for kind in ("outputs", "tables"):
-        for name, a in getattr(single, kind).items():
-            if name not in names:
-                continue
-            b = getattr(merged, kind)[name]
-            a, b = _core_columns(name, a, None), _core_columns(name, b, None)
-            a, b = _frame(a), _frame(b)
+        ours, theirs = getattr(single, kind), getattr(merged, kind)
+        assert set(ours) == set(theirs), kind
+        for name, a in ours.items():
+            a, b = _frame(a), _frame(theirs[name])
+            assert list(a.columns) == list(b.columns), f"{kind}[{name!r}] columns"
             if name == "compounds":  # a whole run keeps input order; both hold the same rows
                 a = a.sort_values("compound_id").reset_index(drop=True)
-                b = b.sort_values("compound_id").reset_index(drop=True)[list(a.columns)]
-            if name == "bundles" and kind == "outputs":
-                a = a.sort_values("bundle_id").reset_index(drop=True)
+                b = b.sort_values("compound_id").reset_index(drop=True)
             pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=f"{kind}[{name!r}]")
+    assert set(single.workbooks) == set(merged.workbooks) == {"ledger"}
+    sheets, headers = single.workbooks["ledger"]
+    sheets_b, headers_b = merged.workbooks["ledger"]
+    assert list(sheets) == list(sheets_b) and headers == headers_b
+    for name, a in sheets.items():
+        pd.testing.assert_frame_equal(_frame(a), _frame(sheets_b[name]), check_dtype=False, obj=f"ledger[{name!r}]")
 
 
 def test_partitioned_run_equals_whole_run_on_the_sample_district(sample, tmp_path):
@@ -118,15 +100,47 @@ def test_partitioned_run_equals_whole_run_on_a_synthetic_city(city, by):
     assert_same_results(single, batch.result)
 
 
-@pytest.mark.xfail(reason="siting (MILP over vacant parcels) and finance (cross-area pairing) optimise over the "
-                          "whole area; their partitioned merge is not implemented yet", strict=False)
-def test_siting_and_finance_equal_whole_run(sample):
+def test_siting_and_finance_are_exercised_and_equal_to_the_whole_run(sample):
+    """Siting and the funding balance run once on the merged partitions: proposals, pairings and ledger match."""
     config = load_config(None)
     single = gp.Plan(sample, config).run()
+    assert len(single.outputs["proposed_facilities"]) > 0 and len(single.tables["pairings"]) > 0
     batch = run_batch(config, None, layers=sample, by="subdistrict", scheduler="sync", progress=False)
-    rest = (set(single.outputs) | set(single.tables)) - CORE
-    assert rest
-    assert_same_results(single, batch.result, names=rest)
+    assert len(batch.report) == 2
+    # the partitions computed the covering pairs of their own compounds: together, exactly the whole run's
+    assert batch.result.siting_pairs is not None
+    pd.testing.assert_frame_equal(single.siting.problem.pairs, batch.result.siting.problem.pairs)
+    assert single.siting.problem.coverage.nnz == batch.result.siting.problem.coverage.nnz > 0
+    assert_same_results(single, batch.result)
+
+
+def _with_gates(layers):
+    """The layers with a gate (entrance) on the outline of every third compound."""
+    import dataclasses
+
+    import shapely
+
+    gated = layers.compounds.iloc[::3]
+    gates = gpd.GeoDataFrame({"compound_id": gated["compound_id"].to_numpy()},
+                             geometry=shapely.line_interpolate_point(gated.geometry.boundary.to_numpy(), 0.3,
+                                                                     normalized=True), crs=layers.compounds.crs)
+    return dataclasses.replace(layers, entrances=gates)
+
+
+def test_entrances_travel_with_their_compounds(sample, city):
+    """Gates of a compound go to every partition that holds the compound, and nowhere else (a gate within the
+    network halo whose compound lies beyond the compound halo would fail validation)."""
+    layers = _with_gates(city)
+    gates = set(layers.entrances["compound_id"])
+    for part in make_partitions(layers, load_config({"network": {"max_snap_m": 100.0}}), by="district"):
+        held = set(part.layers.compounds["compound_id"])
+        assert set(part.layers.entrances["compound_id"]) == held & gates
+    layers = _with_gates(sample)
+    config = load_config(None)
+    single = gp.Plan(layers, config).run()
+    assert not single.tables["coverage"].equals(gp.Plan(sample, config).run().tables["coverage"])  # gates matter
+    batch = run_batch(config, None, layers=layers, by="subdistrict", scheduler="sync", progress=False)
+    assert_same_results(single, batch.result)
 
 
 def test_halo_and_partitions_cover_every_compound_once(city):

@@ -369,3 +369,30 @@ def test_sample_coverage_matrix_agrees_with_network_distances(sample):
     # rebuilding the problem from the same inputs gives the same matrix
     again = coverage_matrix(layers.compounds, layers.vacant, res.candidates, graph, table, st)
     assert (again.coverage != prob.coverage).nnz == 0
+
+
+def test_problem_is_the_same_however_rows_are_ordered_or_pairs_are_split(sample):
+    """Demand sorted by compound id and type, candidates in parcel order: shuffled inputs, or covering pairs
+    computed in two halves (as batch partitions do), give the very same problem."""
+    from gis_planner.siting import covering_pairs
+
+    layers, st, graph, table, res = sample
+    prob = res.problem
+    rng = np.random.default_rng(3)
+    shuffled = coverage_matrix(layers.compounds.iloc[rng.permutation(len(layers.compounds))], layers.vacant,
+                               res.candidates, graph, table.iloc[rng.permutation(len(table))], st)
+    assert shuffled.demand["compound_id"].tolist() == prob.demand["compound_id"].tolist()
+    assert (shuffled.coverage != prob.coverage).nnz == 0
+    ids = sorted(layers.compounds["compound_id"])
+    halves = []
+    for part in (ids[: len(ids) // 2], ids[len(ids) // 2:]):
+        own = layers.compounds[layers.compounds["compound_id"].isin(part)]
+        halves.append(covering_pairs(own, layers.vacant, res.candidates, graph,
+                                     table[table["compound_id"].isin(part)], st)[0])
+    whole, _ = covering_pairs(layers.compounds, layers.vacant, res.candidates, graph, table, st)
+    assert len(whole) == prob.coverage.nnz > 0
+    merged = pd.concat(halves, ignore_index=True)
+    pd.testing.assert_frame_equal(merged, whole)
+    again = coverage_matrix(layers.compounds, layers.vacant, res.candidates, None, table, st, pairs=merged)
+    assert (again.coverage != prob.coverage).nnz == 0
+    pd.testing.assert_frame_equal(again.pairs, prob.pairs)
