@@ -20,6 +20,7 @@ import warnings
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -149,13 +150,21 @@ def _single(layers, config, outdir, conn):
             t0 = time.perf_counter()
             result = Plan(layers, config).run(outdir)
             wall = time.perf_counter() - t0
-        cov = result.tables["coverage"][["compound_id", "facility_type", "distance_m", "covered"]]
         conn.send({"wall": wall, "timings": dict(result.timings), "peak_mb": _rss_mb("VmHWM:"),
-                   "coverage": cov, "bundles": result.tables["bundles"][["bundle_id", "member_ids"]],
-                   "n_bundles": len(result.tables["bundles"])})
+                   **_compared(result)})
     except Exception as exc:  # report, don't hang the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     conn.close()
+
+
+def _compared(result) -> dict:
+    """The tables both runs must agree on: coverage, bundles, proposals, pairings, the ledger per bundle."""
+    t = result.tables
+    return {"coverage": t["coverage"][["compound_id", "facility_type", "distance_m", "covered"]],
+            "bundles": t["bundles"][["bundle_id", "member_ids"]],
+            "proposals": t.get("proposed_facilities", pd.DataFrame()).reset_index(drop=True),
+            "pairings": t.get("pairings", pd.DataFrame()).reset_index(drop=True),
+            "ledger": t["bundles"].filter(regex="^(bundle_id|.*_cny|balance_mode)$").reset_index(drop=True)}
 
 
 def run_single(layers, config, outdir) -> dict:
@@ -185,9 +194,7 @@ def run_partitioned(layers, config, outdir, by: str, workers: int) -> dict:
         raise SystemExit(b.summary())
     per_worker = b.report.groupby("worker")["peak_rss_mb"].max()
     return {"wall": wall, "phases": b.timings, "timings": dict(b.result.timings), "per_worker": per_worker,
-            "report": b.report, "coverage": b.result.tables["coverage"][["compound_id", "facility_type",
-                                                                         "distance_m", "covered"]],
-            "bundles": b.result.tables["bundles"][["bundle_id", "member_ids"]]}
+            "report": b.report, "client_peak_mb": _rss_mb("VmHWM:"), **_compared(b.result)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,16 +235,19 @@ def main(argv: list[str] | None = None) -> int:
           ", ".join(f"{k} {v:.2f}" for k, v in part["timings"].items()))
     for worker, mb in part["per_worker"].items():
         print(f"  peak memory of worker {worker}: {mb:.0f} MB")
+    print(f"  peak memory of the client (generates the city, merges, runs siting + funding once, writes): "
+          f"{part['client_peak_mb']:.0f} MB")
     ratio = part["wall"] / single["wall"]
     print(f"ratio partitioned / single: {ratio:.2f} (target ≤ 1.3); single under 2 min: "
           f"{'yes' if single['wall'] < 120 else 'NO'}; peak under 4 GB: "
           f"{'yes' if max(single['peak_mb'], part['per_worker'].max()) < 4096 else 'NO'}")
-    a = single["coverage"].sort_values(["compound_id", "facility_type"]).reset_index(drop=True)
-    b = part["coverage"].sort_values(["compound_id", "facility_type"]).reset_index(drop=True)
-    same_cov = a.equals(b)
-    same_bundles = single["bundles"].reset_index(drop=True).equals(part["bundles"].reset_index(drop=True))
-    print(f"same coverage: {same_cov}; same bundles: {same_bundles} ({len(single['bundles'])} bundles)")
-    return 0 if same_cov and same_bundles else 1
+    same = {}
+    for name in ("coverage", "bundles", "proposals", "pairings", "ledger"):
+        a, b = single[name].reset_index(drop=True), part[name].reset_index(drop=True)
+        same[name] = a.shape == b.shape and a.equals(b)
+    print("same as the single run: " + "; ".join(f"{k} {'yes' if v else 'NO'} ({len(single[k]):,} rows)"
+                                                  for k, v in same.items()))
+    return 0 if all(same.values()) else 1
 
 
 if __name__ == "__main__":
