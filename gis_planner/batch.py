@@ -532,6 +532,60 @@ def _recompute_summaries(outputs: dict[str, pd.DataFrame], tables: dict[str, pd.
     return done
 
 
+def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: PlanConfig, standards: Any) -> int:
+    """Tell ``beyond_search_limit`` from ``unreachable`` and ``no_facility`` on the whole street network.
+
+    All three mean "no facility within the search limit": ``beyond_search_limit`` says one exists on the
+    compound's connected part of the network, ``unreachable`` that none does, ``no_facility`` that none is on
+    the network at all. A partition sees the network and facilities only up to its halo, so for these rows
+    the whole network decides (their distances, NaN, need no change). Returns the number of rows changed.
+    """
+    from . import coverage, network
+    from .plan import _node_crossings
+
+    table = tables.get("coverage")
+    if table is None or layers.roads is None or not len(layers.roads) or layers.facilities is None:
+        return 0
+    present = set(layers.facilities["facility_type"].astype(str))
+    amb = (table["reason"].isin(["beyond_search_limit", "unreachable"])
+           | ((table["reason"] == "no_facility") & table["facility_type"].isin(present))).to_numpy()
+    if not amb.any():
+        return 0
+    settings = config.settings
+    graph = network.walk_graph(layers.roads, non_walkable_classes=standards.network["non_walkable_classes"],
+                               node_crossings=_node_crossings(settings["network"]["node_crossings"], layers.roads))
+    rows = table[amb]
+    cids = set(rows["compound_id"].astype(str))
+    comp = layers.compounds[layers.compounds["compound_id"].astype(str).isin(cids).to_numpy()]
+    fac = layers.facilities[layers.facilities["facility_type"].astype(str).isin(set(rows["facility_type"])).to_numpy()]
+    ent = layers.entrances
+    if ent is not None:
+        ent = ent[ent["compound_id"].astype(str).isin(cids).to_numpy()]
+    with warnings.catch_warnings():  # the coverage stage already reported refused snaps
+        warnings.simplefilter("ignore")
+        located = coverage.locate(comp, fac, graph, standards=standards, entrances=ent,
+                                  max_snap_m=settings["network"]["max_snap_m"])
+    labels = located.graph.components  # the graph with the snapped points inserted
+    ok_f = located.facility_node >= 0
+    have = set(zip(located.facility_types[ok_f], labels[located.facility_node[ok_f]], strict=True))
+    ok_a = located.access_node >= 0
+    reach = pd.DataFrame({"compound_id": np.asarray(located.compound_ids, dtype=object)[located.access_compound[ok_a]],
+                          "label": labels[located.access_node[ok_a]]})
+    labels_of = reach.groupby("compound_id")["label"].agg(frozenset)
+    comp_labels = labels_of.reindex(rows["compound_id"].astype(str)).to_numpy()
+    on_part = np.array([isinstance(ls, frozenset) and any((t, lb) in have for lb in ls)
+                        for t, ls in zip(rows["facility_type"], comp_labels, strict=True)], dtype=bool)
+    snapped = set(located.facility_types[ok_f])
+    reason = np.where(on_part, "beyond_search_limit",
+                      np.where(rows["facility_type"].isin(snapped).to_numpy(), "unreachable", "no_facility"))
+    changed = int((reason != rows["reason"].to_numpy()).sum())
+    if changed:
+        table = table.copy()
+        table.loc[amb, "reason"] = reason
+        tables["coverage"] = table
+    return changed
+
+
 def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, config: PlanConfig) -> Any:
     """Merge partition results into one PlanResult, as a whole-area run would have produced it.
 
@@ -565,6 +619,13 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     outputs = {n: concat(v) for n, v in outputs.items()}  # type: ignore[arg-type]
     tables = {n: concat(v) for n, v in tables.items()}  # type: ignore[arg-type]
     _renumber_bundles(outputs, tables)
+    from .standards import load_standards
+
+    st = load_standards(config.standards)
+    settled = _settle_unreached(tables, layers, config, st)
+    if settled:
+        messages.append(f"batch: {settled} coverage reason(s) (beyond_search_limit / unreachable / no_facility) "
+                        "settled on the whole street network (a partition sees it only up to its halo)")
     recomputed = set(_recompute_summaries(outputs, tables, config))
     for name, df in list(outputs.items()):
         if name in _ORDER_BY and _ORDER_BY[name] in df.columns and getattr(layers, name, None) is not None:
@@ -584,10 +645,9 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
             messages.append(f"batch: table {name!r} has no id column; it was concatenated from the partitions "
                             "and is not comparable to a whole-area run")
     from .plan import run_stages
-    from .standards import load_standards
 
     result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings,
-                        standards=load_standards(config.standards))
+                        standards=st)
     pairs = [r["siting_pairs"] for r in results if r.get("siting_pairs") is not None]
     if pairs:
         result.siting_pairs = pd.concat(pairs, ignore_index=True).sort_values(

@@ -445,6 +445,8 @@ def assess(
     if not parts:
         return pd.DataFrame(columns=[*COVERAGE_COLUMNS, "straight_m", "method", "reason"])
     table = pd.concat(parts, ignore_index=True)
+    ids = table["nearest_facility_id"]
+    table["nearest_facility_id"] = ids.astype(object).where(ids.notna(), None)  # concat may turn None into NaN
     return table.sort_values(["compound_id", "facility_type"], kind="stable").reset_index(drop=True)
 
 

@@ -233,3 +233,48 @@ def test_cli_batch(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "out" / "coverage.csv")
     assert len(table) == 160 * table["facility_type"].nunique()
     assert np.isin(["subdistrict"], ["subdistrict", "district", "city"]).all()
+
+
+def test_unreachable_and_beyond_search_limit_are_told_apart_on_the_whole_network():
+    """A 10 km street in 100 m pieces, a kindergarten only at its far end: from the near 街道 it lies beyond
+    the search limit — on the same street, so neither 'unreachable' nor 'no_facility', although that
+    partition's halo ends long before it. A compound on a lane of its own is 'unreachable' in both runs."""
+    import shapely
+
+    from gis_planner.schema import LAYER_NAMES, Layers, validate_layers
+
+    x0, y0, crs = 500_000.0, 3_386_000.0, "EPSG:4547"
+    xs = np.arange(0, 10_001, 100.0)
+    pieces = [shapely.LineString([(x0 + a, y0), (x0 + b, y0)]) for a, b in zip(xs[:-1], xs[1:], strict=True)]
+    pieces.append(shapely.LineString([(x0, y0 + 3000), (x0 + 500, y0 + 3000)]))  # a lane of its own
+    boxes = [(200, "A1", "甲街道"), (9_200, "B1", "乙街道")]
+    raw = {
+        "compounds": gpd.GeoDataFrame(
+            {"compound_id": ["A1", "B1", "L1"], "name": ["甲", "乙", "丙"], "build_year": [1990] * 3,
+             "households": [300] * 3,
+             "floor_area_m2": [20_000.0] * 3, "subdistrict": ["甲街道", "乙街道", "甲街道"]},
+            geometry=[*(shapely.box(x0 + x, y0 + 20, x0 + x + 100, y0 + 120) for x, _, _ in boxes),
+                      shapely.box(x0 + 200, y0 + 3020, x0 + 300, y0 + 3120)], crs=crs),
+        "facilities": gpd.GeoDataFrame({"facility_id": ["K1"], "facility_type": ["kindergarten"]},
+                                       geometry=[shapely.Point(x0 + 9_900, y0 - 10)], crs=crs),
+        "roads": gpd.GeoDataFrame({"road_id": [f"R{i}" for i in range(len(pieces))], "road_class": "local"},
+                                  geometry=pieces, crs=crs),
+    }
+    cleaned, report = validate_layers(raw, source={k: f"test:{k}" for k in raw})
+    assert not report.errors
+    layers = Layers(**{n: cleaned.get(n) for n in LAYER_NAMES}, report=report, sources={})
+    config = load_config({"map": {"enabled": False}})
+
+    def kindergarten(result) -> dict[str, str]:
+        t = result.tables["coverage"]
+        return t[t["facility_type"] == "kindergarten"].set_index("compound_id")["reason"].to_dict()
+
+    single = gp.Plan(layers, config).run()
+    assert kindergarten(single) == {"A1": "beyond_search_limit", "B1": "beyond_threshold",
+                                    "L1": "unreachable"}
+    part = next(p for p in make_partitions(layers, config) if p.key == "甲街道")
+    alone = gp.Plan(part.layers, config).run()  # the partition by itself sees no kindergarten at all
+    assert kindergarten(alone)["A1"] == "no_facility"
+    batch = run_batch(config, None, layers=layers, by="subdistrict", scheduler="sync", progress=False)
+    assert any("settled on the whole street network" in m for m in batch.result.messages)
+    assert_same_results(single, batch.result)
