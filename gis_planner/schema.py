@@ -69,9 +69,9 @@ def layer_spec(layer: str) -> dict[str, Any]:
 
 def _facility_vocabulary() -> dict[str, str]:
     """Facility-type vocabulary of the bundled standards (keys, Chinese names, aliases → key)."""
-    from .standards import _default_vocabulary
+    from .standards import load_standards
 
-    return _default_vocabulary()
+    return load_standards().vocabulary()
 
 
 def _vocabulary(name: str, facility_types: Mapping[str, str] | None) -> dict[str, str]:
