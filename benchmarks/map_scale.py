@@ -1,7 +1,12 @@
-"""Plan-map scale benchmark: a 20,000-compound synthetic city → map.html size, build time, Chromium load time.
+"""Plan-map scale benchmark: a 20,000-compound synthetic city → map.html size, build time, Chromium load time,
+and the 5/10/15-minute service areas the old way (per-tile union, line-merge, buffer) against the new one
+(faces of the planar street graph minus their cores) on the same street pieces.
 
 Targets (issue 7): under 15 MB and under 3 s to first render in headless Chromium with the network off.
-Run: ``python benchmarks/map_scale.py [--compounds 20000] [--out DIR] [--no-browser]``.
+Run: ``python benchmarks/map_scale.py [--compounds 20000] [--out DIR] [--no-browser]
+[--sa-network map|city-quick|city|none]``. The service-area network is the mapped city's street grid by
+default; ``city`` is the 450 × 450 grid of ``benchmarks/city.py`` (202,500 nodes, 20,000 compounds: the old
+method alone takes about 7 minutes there), ``city-quick`` its 150 × 150 grid (2,500 compounds).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import shapely
 
 from gis_planner import maps
 from gis_planner.standards import load_standards
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CRS = "EPSG:4547"  # CGCS2000 / 3-degree GK CM 114E; false easting 500 km
 X0, Y0 = 480_000.0, 3_300_000.0
@@ -104,25 +111,131 @@ def synthetic_city(n_compounds: int = 20_000, seed: int = 7) -> SimpleNamespace:
     return SimpleNamespace(outputs=outputs, tables={"pairings": pairings}, layers=layers, config=config)
 
 
+# ---------------------------------------------------------------------------------------------- service areas
+def old_service_band(segs: np.ndarray, buffer_m: float, tol_m: float) -> list[shapely.Polygon]:
+    """The former ``maps._service_bands`` geometry step, verbatim: per 2 km tile (by piece midpoint) the
+    pieces are unioned, line-merged, buffered (3 segments per quarter circle) and simplified."""
+    lines = shapely.linestrings(segs)
+    mid = segs.mean(axis=1)
+    tile = np.floor(mid / 2000.0).astype(np.int64)
+    key = tile[:, 0] * 1_000_003 + tile[:, 1]
+    pieces = []
+    for k in np.unique(key):
+        part = shapely.buffer(shapely.line_merge(shapely.union_all(lines[key == k])), buffer_m, quad_segs=3)
+        pieces.append(shapely.simplify(part, tol_m, preserve_topology=True))
+    return [p for g in pieces for p in getattr(g, "geoms", [g]) if not p.is_empty]
+
+
+def symdiff_area(a: list[shapely.Polygon], b: list[shapely.Polygon], tile_m: float = 2000.0) -> tuple[float, float]:
+    """(area of the symmetric difference of two polygon sets, area of ``a``'s union) in m², tile by tile
+    (the old method's tile polygons overlap, so each set is unioned per tile first)."""
+    a_arr, b_arr = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    x0, y0, x1, y1 = shapely.total_bounds(np.r_[a_arr, b_arr])
+    ta, tb = shapely.STRtree(a_arr), shapely.STRtree(b_arr)
+    sym = area = 0.0
+    for x in np.arange(np.floor(x0 / tile_m) * tile_m, x1, tile_m):
+        for y in np.arange(np.floor(y0 / tile_m) * tile_m, y1, tile_m):
+            box = shapely.box(x, y, x + tile_m, y + tile_m)
+            pa = shapely.union_all(shapely.clip_by_rect(a_arr[ta.query(box)], x, y, x + tile_m, y + tile_m))
+            pb = shapely.union_all(shapely.clip_by_rect(b_arr[tb.query(box)], x, y, x + tile_m, y + tile_m))
+            sym += shapely.symmetric_difference(pa, pb).area
+            area += pa.area
+    return sym, area
+
+
+def service_area_context(network: str, city: SimpleNamespace) -> tuple[object, gpd.GeoDataFrame, int, str]:
+    """(map context, facility points, number of compounds, description) of the chosen street network."""
+    if network == "map":
+        ctx = maps._context(city)
+        n_compounds = len(city.outputs["compounds"])
+        desc = f"the mapped city's street grid ({len(city.layers.roads)} lines)"
+    else:
+        import city as city_bench  # benchmarks/city.py
+
+        n, n_compounds = (150, 2500) if network == "city-quick" else (450, 20_000)
+        raw = city_bench.synthetic_city(n, n_compounds)
+        ctx = maps._Ctx(name="city", compounds=raw["compounds"], bundles=None, vacant=None,
+                        facilities=raw["facilities"], proposed=None, projects=None, pairings=None, boundaries=None,
+                        roads=raw["roads"], coverage=None, standards=load_standards(), settings={},
+                        crs=raw["roads"].crs)
+        desc = f"benchmarks/city.py {n}×{n} street grid ({n * n:,} nodes, {len(raw['roads']):,} road lines)"
+    return ctx, maps._service_points(ctx, "plan", None), n_compounds, desc
+
+
+def compare_service_areas(network: str, city: SimpleNamespace, old: bool = True) -> bool:
+    """Time the service areas (5/10/15 minutes) old way and new way on the same street pieces; print both."""
+    ctx, pts, n_compounds, desc = service_area_context(network, city)
+    large = n_compounds > int(maps.load_style()["display"]["large_map_features"])
+    tol = 8.0 if large else 2.0  # as the map builder
+    buffer_m = float(ctx.standards.network.get("isochrone_buffer_m", 25.0))
+    t = time.perf_counter()
+    bands = maps._band_pieces(ctx, pts, (5, 10, 15))
+    t_search = time.perf_counter() - t
+    print(f"service areas on {desc}: {len(pts):,} facilities, buffer {buffer_m:g} m, simplified to {tol:g} m; "
+          f"graph + snapping + one multi-source search {t_search:.1f} s")
+    cache: dict = {}
+    tot_old = tot_new = 0.0
+    ok = True
+    for minutes, segs, ends in bands:
+        t = time.perf_counter()
+        new = maps._planar_buffer(segs, buffer_m, ends=ends, tol_m=tol, quad_segs=3, cache=cache)
+        t_new = time.perf_counter() - t
+        tot_new += t_new
+        line = f"  {minutes:>4g} min: {len(segs):>9,} street pieces — new {t_new:6.2f} s"
+        if old:
+            t = time.perf_counter()
+            before = old_service_band(segs, buffer_m, tol)
+            t_old = time.perf_counter() - t
+            tot_old += t_old
+            sym, area = symdiff_area(before, new)
+            line += (f", old {t_old:7.2f} s (old / new {t_old / t_new:5.1f}×); symmetric difference "
+                     f"{sym / area:.2%} of the old area")
+            ok = ok and sym / area < 0.05
+        print(line)
+    total = f"  all bands: new {tot_new:.2f} s (+ {t_search:.1f} s search)"
+    if old:
+        total += f", old {tot_old:.1f} s: {tot_old / tot_new:.0f}× faster"
+    print(total)
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--compounds", type=int, default=20_000)
     p.add_argument("--out", help="folder for map.html and the screenshot (default: a temporary folder)")
     p.add_argument("--no-browser", action="store_true", help="skip the Chromium load test")
+    p.add_argument("--sa-network", choices=["map", "city-quick", "city", "none"], default="map",
+                   help="street network of the service-area comparison (default: the mapped city's)")
+    p.add_argument("--no-old", action="store_true", help="time only the new service-area method")
     args = p.parse_args(argv)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="map_scale_"))
     t = time.perf_counter()
     city = synthetic_city(args.compounds)
     t_data = time.perf_counter() - t
+    sa_times: list[float] = []
+    service_bands = maps._service_bands
+
+    def timed_service_bands(*a, **k):  # the service-area share of the build
+        t0 = time.perf_counter()
+        try:
+            return service_bands(*a, **k)
+        finally:
+            sa_times.append(time.perf_counter() - t0)
+
+    maps._service_bands = timed_service_bands
     t = time.perf_counter()
-    m = maps.plan_map(city, basemap=None)
+    try:
+        m = maps.plan_map(city, basemap=None)
+    finally:
+        maps._service_bands = service_bands
     t_build = time.perf_counter() - t
     t = time.perf_counter()
     path, size = maps.save_map(m, out / "map.html")
     t_save = time.perf_counter() - t
     print(f"synthetic city: {args.compounds} compounds, {len(city.outputs['bundles'])} bundles, "
           f"{len(city.outputs['facilities'])} facilities ({t_data:.1f} s to generate)")
-    print(f"map.html: {size / 1e6:.2f} MB (target < 15 MB) — build {t_build:.1f} s, render+write {t_save:.1f} s")
+    print(f"map.html: {size / 1e6:.2f} MB (target < 15 MB) — build {t_build:.1f} s (service areas "
+          f"{sum(sa_times):.1f} s), render+write {t_save:.1f} s")
     ok = size < 15e6
     if not args.no_browser:
         if maps._find_chromium() is None:
@@ -133,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['render_s']:.2f} s (target < 3 s); console errors {len(r['console_errors'])}; "
                   f"network requests {len(r['requests'])}; overlays {len(r['check'].get('overlays', []))}")
             ok = ok and r["render_s"] is not None and r["render_s"] < 3.0 and not r["console_errors"]
+    if args.sa_network != "none":
+        ok = compare_service_areas(args.sa_network, city, old=not args.no_old) and ok
     print(f"outputs in {out}")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

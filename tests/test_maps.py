@@ -140,3 +140,209 @@ def test_icon_svg_escaped():
     svg = maps.facility_icon_svg("kindergarten")
     assert svg.startswith("<svg") and "幼" in svg
     assert "·" in maps.facility_icon_svg("no_such_type")
+
+
+# --------------------------------------------------------------------------------------------- service areas
+def _pieces(*lines) -> np.ndarray:
+    """(n, 2, 2) straight pieces of polylines given as vertex lists (metres)."""
+    return np.concatenate([np.stack([np.asarray(c, float)[:-1], np.asarray(c, float)[1:]], axis=1) for c in lines])
+
+
+def _square(x: float, y: float, side: float) -> list[tuple[float, float]]:
+    return [(x, y), (x + side, y), (x + side, y + side), (x, y + side), (x, y)]
+
+
+def _exact_area(segs: np.ndarray, buffer_m: float):
+    """The reference: every piece buffered (16 segments per quarter circle), unioned."""
+    import shapely
+
+    point = (segs[:, 0] == segs[:, 1]).all(axis=1)
+    geoms = np.r_[shapely.linestrings(segs[~point]), shapely.points(segs[point, 0])]
+    return shapely.union_all(shapely.buffer(geoms, buffer_m, quad_segs=16))
+
+
+def _along(segs: np.ndarray, n: int = 11) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n)[None, :, None]
+    return (segs[:, None, 0] * (1 - t) + segs[:, None, 1] * t).reshape(-1, 2)
+
+
+def _jittered_grid(n: int, spacing: float, seed: int, drop: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(n) * spacing, np.arange(n) * spacing)
+    gx, gy = gx + rng.normal(0, spacing / 9, gx.shape), gy + rng.normal(0, spacing / 9, gy.shape)
+    segs = [[(gx[i, j], gy[i, j]), (gx[i, j + 1], gy[i, j + 1])] for i in range(n) for j in range(n - 1)
+            if rng.random() > drop]
+    segs += [[(gx[i, j], gy[i, j]), (gx[i + 1, j], gy[i + 1, j])] for i in range(n - 1) for j in range(n)
+             if rng.random() > drop]
+    return np.asarray(segs, dtype=float)
+
+
+_GRID = [[(0, y), (300, y)] for y in (0, 100, 200, 300)] + [[(x, 0), (x, 300)] for x in (0, 100, 200, 300)]
+_CASES = {
+    # blocks with dead ends into them, a piece cut part-way, a dead end outside
+    "grid and dead ends": lambda: np.concatenate([maps._node_segments(_pieces(*_GRID)), _pieces(
+        [(150, 100), (150, 160)], [(300, 150), (380, 150)], [(50, 0), (50, 30)])]),
+    # a street loop inside a large block, not connected to it, with a dead end, and a lone point
+    "nested component": lambda: np.concatenate([_pieces(_square(0, 0, 400), _square(150, 150, 100),
+                                                        [(250, 200), (330, 200)]), [[(60.0, 300.0)] * 2]]),
+    "nested twice": lambda: _pieces(_square(0, 0, 600), _square(100, 100, 400), _square(250, 250, 100)),
+    # a loop hanging into a block from one of its corners; two blocks meeting at one corner
+    "loop touching a corner": lambda: _pieces(_square(0, 0, 400), [(0, 0), (150, 100), (100, 150), (0, 0)]),
+    "blocks meeting at a corner": lambda: _pieces(_square(0, 0, 100), _square(100, 100, 100)),
+    # a reflex corner and a sharp angle; a tree with a duplicated piece; neighbouring components
+    "L-shape and sharp angle": lambda: maps._node_segments(_pieces(
+        [(0, 0), (300, 0), (300, 100), (100, 100), (100, 300), (0, 300), (0, 0)], [(300, 0), (600, 20), (300, 10)])),
+    "tree with duplicate": lambda: _pieces([(0, 0), (100, 0), (200, 50)], [(100, 0), (100, 90)], [(0, 0), (100, 0)]),
+    "close components": lambda: _pieces(_square(0, 0, 100), _square(130, 0, 100), [(0, 140), (230, 140)]),
+    # one street (with a dead end off it) joining two blocks, and joining a block to a loop inside a larger one
+    "two blocks joined by a street": lambda: maps._node_segments(_pieces(
+        _square(0, 0, 100), _square(300, 0, 100), [(100, 50), (200, 60), (300, 50)], [(200, 60), (200, 120)])),
+    "loop joined to its block": lambda: maps._node_segments(_pieces(
+        _square(0, 0, 500), _square(250, 250, 100), [(0, 300), (100, 320), (250, 300)], [(100, 320), (100, 400)])),
+    "jittered grid": lambda: _jittered_grid(15, 70.0, seed=1),
+}
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_planar_buffer_equals_buffered_union(case):
+    import shapely
+
+    segs = _CASES[case]()
+    polys = maps._planar_buffer(segs, 25.0)
+    area = shapely.multipolygons(np.asarray(polys, dtype=object))
+    ref = _exact_area(segs, 25.0)
+    assert area.is_valid  # disjoint polygons
+    assert shapely.symmetric_difference(area, ref).area <= 0.01 * ref.area
+    assert shapely.covers(area, shapely.points(_along(segs))).all()  # every street point is inside
+    # holes are kept: a 100 m block leaves a 50 m core
+    if case == "grid and dead ends":
+        assert not area.covers(shapely.Point(50, 250)) and area.covers(shapely.Point(50, 224))
+
+
+def test_planar_buffer_reuses_faces_of_a_larger_band():
+    import shapely
+
+    segs = _jittered_grid(15, 70.0, seed=2)
+    cache: dict = {}
+    maps._planar_buffer(segs, 25.0, tol_m=2.0, cache=cache)
+    n_cached = len(cache["keys"])
+    assert n_cached > 100 and len(cache["holes"]) > 100
+    for small_segs in (segs[:-60], segs[60:]):  # a smaller band: most faces as before
+        small = shapely.multipolygons(np.asarray(maps._planar_buffer(small_segs, 25.0, tol_m=2.0, cache=cache),
+                                                 dtype=object))
+        ref = _exact_area(small_segs, 25.0)
+        assert shapely.symmetric_difference(small, ref).area <= 0.02 * ref.area
+        assert shapely.covers(small, shapely.points(_along(small_segs))).all()
+        fresh = shapely.multipolygons(np.asarray(maps._planar_buffer(small_segs, 25.0, tol_m=2.0), dtype=object))
+        assert shapely.symmetric_difference(small, fresh).area < 1e-6  # the same with or without the cache
+    assert len(cache["keys"]) < n_cached + 60  # only faces changed by the cuts are new
+
+
+def test_crossing_segments_and_noding():
+    import shapely
+
+    segs = _pieces([(0, 0), (200, 200)], [(0, 200), (200, 0)], [(0, 0), (0, 200)], [(200, 0), (200, 100)],
+                   [(200, 100), (200, 200)], [(200, 100), (300, 100)], [(200, 100), (250, 100)],
+                   [(300, 0), (300, 50)], [(300, 0), (300, 50)])
+    ends = np.array([[0, 1], [2, 3], [0, 2], [3, 4], [4, 1], [4, 5], [4, 6], [7, 8], [7, 8]])
+    # an X crossing (0, 1) and a collinear overlap from a shared node (5, 6); a duplicate (7, 8) is fine
+    assert maps._crossing_segments(segs, ends).tolist() == [True, True, False, False, False, True, True, False,
+                                                           False]
+    noded = maps._node_segments(segs[:2])
+    assert len(noded) == 4 and np.isclose(noded, 100.0).all(axis=2).any(axis=1).all()  # split at (100, 100)
+    area = shapely.multipolygons(np.asarray(maps._planar_buffer(maps._node_segments(segs), 20.0), dtype=object))
+    ref = _exact_area(segs, 20.0)
+    assert shapely.symmetric_difference(area, ref).area <= 0.01 * ref.area
+
+
+def test_reached_pieces_match_coverage():
+    from gis_planner.coverage import reached_segments
+
+    rng = np.random.default_rng(3)
+    n = 400
+    pu, pv = rng.uniform(0, 1000, (n, 2)), rng.uniform(0, 1000, (n, 2))
+    pv[:10] = pu[:10]  # zero-length edges
+    length = np.hypot(*(pv - pu).T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = np.where(length[:, None] > 0, (pv - pu) / length[:, None], 0.0)
+    du, dv = rng.uniform(0, 900, n), rng.uniform(0, 900, n)
+    du[rng.random(n) < 0.2] = np.inf
+    segs, ends = maps._reached_pieces(pu, pv, step, length, du, dv, 500.0, np.arange(n), n + np.arange(n))
+    assert np.array_equal(segs, reached_segments(pu, pv, step, length, du, dv, 500.0))
+    whole = (ends >= 0).all(axis=1)
+    assert np.array_equal(segs[whole, 0], pu[ends[whole, 0]]) and (ends[~whole] >= -1).all()
+    assert ((ends == -1).sum(axis=1) <= 1).all() and (~whole).sum() > 20
+
+
+def _small_city(bridge: bool = False):
+    """Jittered 14 × 14 street grid (75 m) with dead ends, a separate loop and six facilities (EPSG:4547)."""
+    import geopandas as gpd
+    import shapely
+
+    segs = _jittered_grid(14, 75.0, seed=5, drop=0.12) + (500_000.0, 3_300_000.0)
+    lines = list(shapely.linestrings(segs))
+    lines.append(shapely.LineString([(501_200.0, 3_301_200.0), (501_260, 3_301_200), (501_260, 3_301_240)]))
+    if bridge:  # crosses the grid with no junction
+        lines.append(shapely.LineString([(499_980.0, 3_300_300.0), (501_000.0, 3_300_700.0)]))
+    roads = gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(lines))], "road_class": "local"},
+                             geometry=lines, crs="EPSG:4547")
+    fac = gpd.GeoDataFrame({"facility_id": [f"f{i}" for i in range(6)]}, geometry=gpd.points_from_xy(
+        [500_100.0, 500_700, 500_400, 500_950, 501_230, 500_500],
+        [3_300_100.0, 3_300_300, 3_300_800, 3_300_950, 3_301_210, 3_300_500]), crs="EPSG:4547")
+    return roads, fac
+
+
+@pytest.mark.parametrize("bridge", [False, True])
+def test_service_bands_agree_with_exact_isochrones(bridge):
+    """The map's service areas against the union of the exact single-facility isochrones."""
+    import shapely
+
+    from gis_planner.coverage import service_areas
+    from gis_planner.network import walk_graph
+    from gis_planner.standards import load_standards
+
+    roads, fac = _small_city(bridge)
+    standards = load_standards()
+    ctx = maps._Ctx(name="t", compounds=None, bundles=None, vacant=None, facilities=fac, proposed=None,
+                    projects=None, pairings=None, boundaries=None, roads=roads, coverage=None, standards=standards,
+                    settings={}, crs=roads.crs)
+    # the OSM way: crossings are bridges (no junction), so the map has to split the pieces where they cross
+    graph = walk_graph(roads, node_crossings=not bridge)
+    bands = maps._service_bands(ctx, fac, (5, 10, 15), graph=graph if bridge else None, tol_m=2.0)
+    assert bands["minutes"].tolist() == [15.0, 10.0, 5.0]
+    exact = service_areas(graph, fac, (5, 10, 15), standards=standards)
+    pieces = {m: segs for m, segs, _ in maps._band_pieces(ctx, fac, (5, 10, 15), graph)}
+    areas = []
+    for m in (15.0, 10.0, 5.0):
+        got = bands.loc[bands["minutes"] == m, "geometry"].iloc[0]
+        ref = shapely.union_all(exact.loc[exact["minutes"] == m, "geometry"].to_numpy())
+        assert shapely.symmetric_difference(got, ref).area <= 0.02 * ref.area, m
+        assert shapely.covers(got, shapely.points(_along(pieces[m]))).all()
+        areas.append(got.area)
+    assert areas[0] > areas[1] > areas[2] > 0.15e6  # nested bands, 5 minutes ≈ 333 m round six facilities
+    # the loop off the grid is reached from its own facility (150 m away)
+    assert bands.iloc[-1].geometry.covers(shapely.Point(501_260, 3_301_230))
+
+
+def test_capsule_union_fallback_matches():
+    import shapely
+
+    segs = _jittered_grid(12, 70.0, seed=4) * 4.0  # 2.8 km: several 2 km tiles
+    a = shapely.union_all(np.asarray(maps._capsule_union(segs, 25.0), dtype=object))
+    b = shapely.multipolygons(np.asarray(maps._planar_buffer(segs, 25.0), dtype=object))
+    assert shapely.symmetric_difference(a, b).area <= 1e-3 * b.area
+
+
+def test_small_holes_are_filled_on_large_maps():
+    import shapely
+
+    shell = shapely.box(0, 0, 1000, 1000)
+    small, big = shapely.box(100, 100, 150, 150), shapely.box(400, 400, 600, 600)  # 2,500 m² and 40,000 m²
+    holed = shell.difference(small).difference(big)
+    plain = shapely.box(2000, 0, 2100, 100)
+    out = maps._fill_holes(np.array([holed, plain], dtype=object), 5000.0)
+    assert [shapely.get_num_interior_rings(p) for p in out] == [1, 0]
+    assert out[0].area == pytest.approx(1_000_000 - 40_000)
+    assert out[1].equals(plain)
+    same = maps._fill_holes(np.array([holed], dtype=object), 0.0)
+    assert same[0].area == pytest.approx(holed.area)
