@@ -471,7 +471,7 @@ def _stage_finance(result: PlanResult) -> None:
     layers, out, settings = result.layers, result.outputs, result.config.stage_settings
     args = (out["compounds"], out["bundles"], layers.projects, layers.vacant, out.get("proposed_facilities"))
     fin = finance.balance(*args, settings.get("finance") or None, costs=settings.get("costs") or None)
-    sens = finance.sensitivity(*args, fin.settings)
+    sens = finance.sensitivity(*args, fin.settings, base=fin)
     out["compounds"], out["bundles"], out["pairings"] = fin.compounds, fin.bundles, fin.pairings_layer
     result.tables["bundles"] = pd.DataFrame(fin.bundles.drop(columns=fin.bundles.geometry.name))
     result.tables["pairings"] = fin.pairings

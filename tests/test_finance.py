@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import itertools
+import math
 from pathlib import Path
 
 import geopandas as gpd
+import networkx as nx
 import numpy as np
 import openpyxl
 import pandas as pd
@@ -12,6 +16,8 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from gis_planner import finance, io
 from gis_planner._errors import ConfigError
@@ -280,6 +286,267 @@ def test_same_unit_from_nearest_compound():
     assert r.bundles["balance_mode"].item() == "cross_area"
 
 
+# ------------------------------------------------------------------------- LP pairing against references
+def random_pairing(seed, nb=30, npj=12, density=0.6, integral=True):
+    """A random pairing problem: deficits, surpluses (CNY) and arcs (metres), some arcs missing or disallowed."""
+    rng = np.random.default_rng(seed)
+    deficit = {f"B{i:02d}": float(rng.integers(1, 100)) for i in range(nb)}
+    surplus = {f"P{j:02d}": float(rng.integers(1, 150)) for j in range(npj)}
+    if not integral:
+        deficit = {k: v * 1000 + float(rng.uniform(0, 1000)) for k, v in deficit.items()}
+        surplus = {k: v * 1000 + float(rng.uniform(0, 1000)) for k, v in surplus.items()}
+    rows = [(b, q, float(rng.uniform(0, 3000))) for b in deficit for q in surplus if rng.random() < density]
+    arcs = arcs_of(rows).assign(allowed=rng.random(len(rows)) > 0.1)
+    return deficit, surplus, arcs
+
+
+def nx_network(deficit, surplus, arcs, unit=1):
+    """The flow network of the previous implementation: source → project → bundle → sink, whole units/metres."""
+    g = nx.DiGraph()
+    for q, v in surplus.items():
+        if math.floor(v / unit + 1e-9) > 0:
+            g.add_edge("source", ("p", q), capacity=math.floor(v / unit + 1e-9), weight=0)
+    for b, v in deficit.items():
+        g.add_edge(("b", b), "sink", capacity=math.ceil(v / unit - 1e-9), weight=0)
+    for r in arcs[arcs["allowed"]].itertuples() if "allowed" in arcs.columns else arcs.itertuples():
+        if ("p", r.project_id) in g:
+            g.add_edge(("p", r.project_id), ("b", r.bundle_id), weight=round(r.distance_m))
+    return g
+
+
+def units_and_cost(out, unit=1):
+    """(whole units paired, Σ whole metres × units) of a solve_pairing result (amounts trimmed below a unit)."""
+    units = np.ceil(out["amount_cny"].to_numpy() / unit - 1e-9)
+    return int(units.sum()), int((units * np.round(out["distance_m"].to_numpy())).sum())
+
+
+def fully_funded(out, deficit):
+    got = out.groupby("bundle_id")["amount_cny"].sum()
+    return sum(got.get(b, 0.0) >= v - 1e-6 for b, v in deficit.items())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lp_pairing_matches_networkx_min_cost_max_flow(seed):
+    deficit, surplus, arcs = random_pairing(seed)
+    out = finance.solve_pairing(deficit, surplus, arcs)
+    g = nx_network(deficit, surplus, arcs)
+    flow = nx.max_flow_min_cost(g, "source", "sink")
+    assert units_and_cost(out) == (sum(flow["source"].values()), nx.cost_of_flow(g, flow))
+    # whole yuan: deficits and surpluses are whole numbers here, so are the amounts
+    assert (out["amount_cny"] == out["amount_cny"].round()).all() and (out["amount_cny"] > 0).all()
+
+
+def test_lp_pairing_matches_networkx_in_flow_units():
+    deficit, surplus, arcs = random_pairing(11, integral=False)
+    out = finance.solve_pairing(deficit, surplus, arcs, unit_cny=1000)
+    g = nx_network(deficit, surplus, arcs, unit=1000)
+    flow = nx.max_flow_min_cost(g, "source", "sink")
+    assert units_and_cost(out, unit=1000) == (sum(flow["source"].values()), nx.cost_of_flow(g, flow))
+
+
+def max_whole_brute_force(deficit, surplus, arcs):
+    """Most bundles that can be funded in full at once: every subset, largest first (a max flow into it alone)."""
+    g = nx_network(deficit, surplus, arcs)
+    bundles = sorted(deficit)
+    for size in range(len(bundles), 0, -1):
+        for chosen in itertools.combinations(bundles, size):
+            h = g.copy()
+            h.remove_edges_from([(("b", b), "sink") for b in bundles if b not in chosen])
+            need = sum(g.edges[("b", b), "sink"]["capacity"] for b in chosen)
+            if "source" in h and nx.maximum_flow_value(h, "source", "sink") >= need:
+                return size
+    return 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_whole_first_funds_the_most_bundles_brute_force(seed):
+    deficit, surplus, arcs = random_pairing(100 + seed, nb=6, npj=3, density=0.7)
+    g = nx_network(deficit, surplus, arcs)
+    best_amount = nx.maximum_flow_value(g, "source", "sink")
+    out = finance.solve_pairing(deficit, surplus, arcs, whole_first=True)
+    assert out["amount_cny"].sum() == best_amount                       # the amount comes first
+    assert fully_funded(out, deficit) == max_whole_brute_force(deficit, surplus, arcs)
+    plain = finance.solve_pairing(deficit, surplus, arcs)
+    assert fully_funded(out, deficit) >= fully_funded(plain, deficit)
+    # given the bundles it funds in full, the distance is minimal: the flow with those bundles required
+    whole = {b for b in deficit if out.groupby("bundle_id")["amount_cny"].sum().get(b, 0.0) >= deficit[b]}
+    h = g.copy()
+    big = sum(w for _, _, w in g.edges(data="weight")) + 1       # > any saving of an augmenting path
+    for b in whole:
+        h.edges[("b", b), "sink"]["weight"] = -big
+    flow = nx.max_flow_min_cost(h, "source", "sink")
+    assert units_and_cost(out)[1] == nx.cost_of_flow(h, flow) + big * sum(deficit[b] for b in whole)
+
+
+def previous_whole_bundles_milp(deficit, surplus, arcs):
+    """The number of whole bundles chosen by the previous implementation (dense MILP, amount = the max flow)."""
+    g = nx_network(deficit, surplus, arcs)
+    value = nx.maximum_flow_value(g, "source", "sink")
+    pairs = [(b, q) for (_, q), (_, b) in ((u, v) for u, v in g.edges if u != "source" and v != "sink")]
+    bundles, projects = sorted({b for b, _ in pairs}), sorted({q for _, q in pairs})
+    cap_b = np.array([g.edges[("b", b), "sink"]["capacity"] for b in bundles], dtype=float)
+    cap_p = np.array([g.edges["source", ("p", q)]["capacity"] for q in projects], dtype=float)
+    n, nb = len(pairs), len(bundles)
+    A_b, A_p = np.zeros((nb, n + nb)), np.zeros((len(projects), n + nb))
+    for j, (b, q) in enumerate(pairs):
+        A_b[bundles.index(b), j] = A_p[projects.index(q), j] = 1.0
+    A_full = A_b.copy()
+    A_full[np.arange(nb), n + np.arange(nb)] = -cap_b
+    cons = [LinearConstraint(A_b, -np.inf, cap_b), LinearConstraint(A_p, -np.inf, cap_p),
+            LinearConstraint(A_full, 0.0, np.inf), LinearConstraint(np.r_[np.ones(n), np.zeros(nb)][None, :],
+                                                                    value - 0.5, np.inf)]
+    res = milp(np.r_[np.zeros(n), -np.ones(nb)], constraints=cons, integrality=np.r_[np.zeros(n), np.ones(nb)],
+               bounds=Bounds(0, np.r_[np.full(n, np.inf), np.ones(nb)]))
+    return round(-res.fun), value
+
+
+def test_whole_first_matches_the_previous_milp(monkeypatch):
+    calls = []
+    real_milp = finance.milp
+    monkeypatch.setattr(finance, "milp", lambda *a, **k: calls.append(1) or real_milp(*a, **k))
+    for seed in range(8):
+        deficit, surplus, arcs = random_pairing(200 + seed, density=0.15)
+        out = finance.solve_pairing(deficit, surplus, arcs, whole_first=True)
+        count, amount = previous_whole_bundles_milp(deficit, surplus, arcs)
+        assert (fully_funded(out, deficit), out["amount_cny"].sum()) == (count, amount)
+    assert calls            # some of these need the MILP (the LP relaxation alone does not prove the optimum)
+
+
+def matchings(arcs):
+    """Every one-to-one set of arcs (each bundle and each project at most once)."""
+    by_bundle = {}
+    for r in arcs.itertuples():
+        by_bundle.setdefault(r.bundle_id, []).append((r.bundle_id, r.project_id, r.distance_m))
+    out = [()]
+    for options in by_bundle.values():
+        out = [m + (a,) for m in out for a in options if a[1] not in {q for _, q, _ in m}] + out
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_to_one_lexicographic_optimum_brute_force(seed):
+    rng = np.random.default_rng(400 + seed)
+    deficit = {f"B{i}": float(rng.integers(1, 20)) for i in range(4)}
+    surplus = {f"P{j}": float(rng.integers(1, 20)) for j in range(4)}
+    arcs = arcs_of([(b, q, float(rng.integers(1, 10)) * 100) for b in deficit for q in surplus if rng.random() < 0.7])
+
+    def key(pairs, whole):
+        amounts = [min(deficit[b], surplus[q]) for b, q, _ in pairs]
+        full = sum(surplus[q] >= deficit[b] for b, q, _ in pairs)
+        return -sum(amounts), -full if whole else 0, sum(a * dist for a, (_, _, dist) in zip(amounts, pairs, strict=True))
+
+    for whole in (False, True):
+        out = finance.solve_pairing(deficit, surplus, arcs, one_to_one=True, whole_first=whole)
+        got = list(out[["bundle_id", "project_id", "distance_m"]].itertuples(index=False, name=None))
+        assert key(got, whole) == min(key(m, whole) for m in matchings(arcs))
+        assert not out["bundle_id"].duplicated().any() and not out["project_id"].duplicated().any()
+
+
+@pytest.mark.parametrize(("seed", "unit", "whole"), [(0, 1, False), (1, 1, True), (2, 1000, False), (3, 1000, True),
+                                                     (4, 7, True)])
+def test_pairing_amounts_never_exceed_surplus_or_deficit(seed, unit, whole):
+    deficit, surplus, arcs = random_pairing(300 + seed, integral=False, density=0.8)
+    out = finance.solve_pairing(deficit, surplus, arcs, unit_cny=unit, whole_first=whole)
+    assert len(out) and (out["amount_cny"] > 0).all()
+    by_bundle = out.groupby("bundle_id")["amount_cny"].sum()
+    by_project = out.groupby("project_id")["amount_cny"].sum()
+    assert all(by_bundle[b] <= deficit[b] + 1e-6 for b in by_bundle.index)
+    assert all(by_project[q] <= surplus[q] + 1e-6 for q in by_project.index)
+    allowed = set(zip(arcs.loc[arcs["allowed"], "bundle_id"], arcs.loc[arcs["allowed"], "project_id"], strict=True))
+    assert set(zip(out["bundle_id"], out["project_id"], strict=True)) <= allowed
+    # deterministic: the same problem with the arcs in another order gives the same table
+    again = finance.solve_pairing(deficit, surplus, arcs.sample(frac=1.0, random_state=seed), unit_cny=unit,
+                                  whole_first=whole)
+    pd.testing.assert_frame_equal(out, again)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_lp_pairing_at_scale_matches_the_full_lp(monkeypatch, whole):
+    """Hundreds of bundles, all arcs allowed: column generation over many rounds reaches the full LP's optimum."""
+    rng = np.random.default_rng(5)
+    nb, npj = 300, 60
+    bxy, pxy = rng.uniform(0, 20_000, (nb, 2)), rng.uniform(0, 20_000, (npj, 2))
+    dist = np.hypot(bxy[:, None, 0] - pxy[None, :, 0], bxy[:, None, 1] - pxy[None, :, 1])
+    deficit = {f"B{i:03d}": float(v) for i, v in enumerate(rng.integers(100_000, 20_000_000, nb))}
+    surplus = {f"P{j:02d}": float(v) for j, v in enumerate(rng.integers(1_000_000, 60_000_000, npj))}
+    bi, pi = np.divmod(np.arange(nb * npj), npj)
+    arcs = pd.DataFrame({"bundle_id": np.array(list(deficit))[bi], "project_id": np.array(list(surplus))[pi],
+                         "distance_m": dist.ravel()})
+    usual = finance.solve_pairing(deficit, surplus, arcs, whole_first=whole)
+    # start from one arc per bundle and per project: many rounds of entering (and leaving) arcs
+    monkeypatch.setattr(finance, "_COLGEN_NEAR_PROJECT", 1)
+    monkeypatch.setattr(finance, "_COLGEN_NEAR_WHOLE", 1)
+    rounds = []
+    real = finance.linprog
+    monkeypatch.setattr(finance, "linprog", lambda *a, **k: rounds.append(1) or real(*a, **k))
+    out = finance.solve_pairing(deficit, surplus, arcs, whole_first=whole)
+    assert len(rounds) >= 5
+    # reference: the whole LP at once, two stages (max amount; then min cost at that amount, given the bundles
+    # funded in full)
+    n = len(bi)
+    A = sparse.csc_array((np.ones(2 * n), (np.r_[bi, nb + pi], np.r_[np.arange(n), np.arange(n)])))
+    caps = np.r_[list(deficit.values()), list(surplus.values())]
+    most = linprog(-np.ones(n), A_ub=A, b_ub=caps, method="highs-ds")
+    amount = round(-most.fun)
+    full = np.array([out.groupby("bundle_id")["amount_cny"].sum().get(b, 0.0) >= v for b, v in deficit.items()])
+    assert fully_funded(out, deficit) == fully_funded(usual, deficit) == full.sum()
+    A_eq = sparse.vstack([np.ones((1, n)), A[:nb][full]])
+    least = linprog(np.round(dist.ravel()), A_ub=A, b_ub=caps, A_eq=A_eq, b_eq=np.r_[amount, caps[:nb][full]],
+                    method="highs-ds")
+    assert units_and_cost(out) == units_and_cost(usual) == (amount, round(least.fun))
+    if whole:
+        assert full.sum() > fully_funded(finance.solve_pairing(deficit, surplus, arcs), deficit)
+
+
+def reference_pairing_arcs(bundles, projects, max_distance_m=0.0, same_unit="none", bundle_units=None,
+                           project_units=None):
+    """The previous implementation of pairing_arcs (a dense table, a Python set of attached pairs)."""
+    cols = ["bundle_id", "project_id", "distance_m", "attached", "same_unit", "allowed", "excluded_reason"]
+    dist = shapely.distance(np.asarray(bundles.geometry.values)[:, None], np.asarray(projects.geometry.values)[None, :])
+    bids = bundles["bundle_id"].astype(str).to_numpy()
+    pids = projects["project_id"].astype(str).to_numpy()
+    b_idx, p_idx = np.meshgrid(np.arange(len(bids)), np.arange(len(pids)), indexing="ij")
+    out = pd.DataFrame({"bundle_id": bids[b_idx.ravel()], "project_id": pids[p_idx.ravel()],
+                        "distance_m": dist.ravel()})
+    attached = {(b, q) for b, ids in zip(bids, bundles["project_ids"], strict=True)
+                for q in finance._ids(ids)}
+    out["attached"] = [(b, q) in attached for b, q in zip(out["bundle_id"], out["project_id"], strict=True)]
+    if same_unit != "none":
+        bu, pu = out["bundle_id"].map(bundle_units), out["project_id"].map(project_units)
+        out["same_unit"] = (bu == pu) & bu.notna()
+    else:
+        out["same_unit"] = True
+    too_far = (out["distance_m"] > max_distance_m) if max_distance_m else np.zeros(len(out), dtype=bool)
+    reason = np.select([out["attached"], ~out["same_unit"], too_far],
+                       ["attached (大片区统筹)", f"different {same_unit}", f"farther than {max_distance_m:g} m"],
+                       default="")
+    out["allowed"] = reason == ""
+    out["excluded_reason"] = reason
+    return out.sort_values(["bundle_id", "project_id"], kind="stable").reset_index(drop=True)[cols]
+
+
+def test_pairing_arcs_same_table_as_before():
+    rng = np.random.default_rng(8)
+    nb, npj = 40, 9
+    pids = [f"P{j}" for j in rng.permutation(npj)] + ["P3"]                  # a repeated project id
+    ids = [";".join(rng.choice(pids + ["X9"], size=rng.integers(0, 4), replace=False)) or None for _ in range(nb)]
+    ids[0], ids[1] = float("nan"), ";P2;;P2;"
+    bundles = gpd.GeoDataFrame({"bundle_id": [f"B{i}" for i in rng.permutation(nb)], "project_ids": ids},
+                               geometry=shapely.buffer(shapely.points(rng.uniform(0, 5000, (nb, 2))), 50), crs=CRS)
+    projects = gpd.GeoDataFrame({"project_id": pids}, geometry=shapely.points(rng.uniform(0, 5000, (npj + 1, 2))),
+                                crs=CRS)
+    units_b = pd.Series(rng.choice(["甲", "乙", None], nb), index=bundles["bundle_id"])
+    units_p = pd.Series(rng.choice(["甲", "乙"], npj + 1), index=projects["project_id"]).groupby(level=0).first()
+    for kwargs in ({}, {"max_distance_m": 2500.0},
+                   {"max_distance_m": 3000.0, "same_unit": "subdistrict", "bundle_units": units_b,
+                    "project_units": units_p}):
+        got = finance.pairing_arcs(bundles, projects, **kwargs)
+        pd.testing.assert_frame_equal(got, reference_pairing_arcs(bundles, projects, **kwargs))
+    reasons = set(got["excluded_reason"])
+    assert {"", "attached (大片区统筹)", "different subdistrict", "farther than 3000 m"} <= reasons
+    assert got["attached"].sum() >= 10 and len(got) == nb * (npj + 1)
+
+
 # ------------------------------------------------------------------------------------- property test
 @st.composite
 def instances(draw):
@@ -388,6 +655,28 @@ def test_sensitivity_flags_flips():
     assert bool(row["flipped"]) and row["flipped_in"] == "far"
     default = finance.sensitivity(c, b, p, v, f, HAND)
     assert [k for k in default.columns if k.startswith("mode:")] == [f"mode:{k}" for k in finance.DEFAULT_SCENARIOS]
+
+
+def test_sensitivity_with_base_equals_recomputed(monkeypatch):
+    c, b, p, v, f = hand_layers()
+    b2 = pd.concat([b, gpd.GeoDataFrame({"bundle_id": ["B2"], "parcel_ids": [None], "project_ids": [None]},
+                                        geometry=[shapely.box(3000, 0, 3100, 100)], crs=CRS)], ignore_index=True)
+    c2 = c.assign(bundle_id=["B1", "B1", "B2"], cost_basic_cny=[4e6, 2e6, 5e6], cost_improve_cny=[2e6, 0.0, 0.0],
+                  cost_upgrade_cny=[0.0, 0.0, 0.0])
+    fin = finance.balance(c2, b2, p, v, f, HAND)
+    scenarios = {"far": {"max_distance_m": 100.0}, "rich": {"revenue_factor": 3.0}, **finance.DEFAULT_SCENARIOS}
+    calls = []
+    real = finance._balance
+    monkeypatch.setattr(finance, "_balance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with_base = finance.sensitivity(c2, b2, p, v, f, HAND, scenarios=scenarios, base=fin)
+    assert len(calls) == len(scenarios)                      # the base case is not recomputed
+    fresh = finance.sensitivity(c2, b2, p, v, f, HAND, scenarios=scenarios)
+    assert len(calls) == 2 * len(scenarios) + 1
+    pd.testing.assert_frame_equal(with_base, fresh)
+    assert with_base["base"].tolist() == fin.bundles["balance_mode"].tolist() == ["cross_area", "cross_area"]
+    assert with_base.set_index("bundle_id").loc["B1", "mode:far"] == "government_led"
+    assert with_base["flipped"].all()
+    assert inspect.signature(finance.sensitivity).parameters["base"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 # ----------------------------------------------------------------------------------------------- xlsx
