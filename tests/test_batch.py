@@ -43,7 +43,7 @@ def city():
 
 def _frame(df: pd.DataFrame) -> pd.DataFrame:
     if isinstance(df, gpd.GeoDataFrame):
-        df = pd.DataFrame(df.assign(**{df.geometry.name: df.geometry.normalize().to_wkb()}))
+        df = pd.DataFrame(df).assign(**{df.geometry.name: df.geometry.normalize().to_wkb()})
     return pd.DataFrame(df).reset_index(drop=True)
 
 
