@@ -22,11 +22,10 @@ most bundles funded in full first), which networkx has no counterpart for.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
+import sys
 import time
-import warnings
 
 import networkx as nx
 import numpy as np
@@ -34,6 +33,9 @@ import pandas as pd
 import scipy
 
 from gis_planner import finance
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _isolated import isolated  # noqa: E402
 
 SIDE_M = 27_000.0
 
@@ -84,32 +86,6 @@ def run_networkx(deficit, surplus, arcs) -> dict:
     t2 = time.perf_counter()
     return {"s": t2 - t0, "build_s": t1 - t0, "amount": int(sum(flow["source"].values())),
             "cost": int(nx.cost_of_flow(g, flow))}
-
-
-def _child(fn, args, conn) -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            conn.send(fn(*args))
-    except Exception as exc:  # report, don't hang the parent
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-    conn.close()
-
-
-def isolated(fn, args, timeout: float) -> dict | None:
-    """Run ``fn(*args)`` in a forked child; None if it did not finish within ``timeout`` seconds."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(fn, args, child))
-    proc.start()
-    child.close()
-    if parent.poll(timeout):
-        result = parent.recv()
-        proc.join()
-        return result
-    proc.kill()  # this child only
-    proc.join()
-    return None
 
 
 def _row(case: str, size: str, ours: dict, theirs: dict | None, timeout: float) -> str:

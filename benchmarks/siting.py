@@ -13,17 +13,19 @@ in a forked child process and is stopped at ``--timeout`` seconds.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
+import sys
 import time
-import warnings
 
 import numpy as np
 import scipy
 from scipy.spatial.distance import cdist
 
 from gis_planner.siting import SitingProblem, solve
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _isolated import isolated  # noqa: E402
 
 SIZES = [(200, 20), (1_000, 50), (2_000, 100), (5_000, 250), (10_000, 500), (20_000, 1_000)]
 
@@ -80,32 +82,6 @@ def run_spopt(cost, weights, radius, p):
     return {"objective": float(weights[covered].sum()), "pulp_objective": float(pulp.value(model.problem.objective)),
             "status": pulp.LpStatus[model.problem.status], "build_s": t1 - t0, "solve_s": t2 - t1,
             "total_s": t2 - t0, "n_selected": int(chosen.sum())}
-
-
-def _child(fn, args, conn):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            conn.send(fn(*args))
-    except Exception as exc:  # report, don't hang the parent
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-    conn.close()
-
-
-def isolated(fn, args, timeout: float):
-    """Run ``fn(*args)`` in a forked child; None if it did not finish within ``timeout`` seconds."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(fn, args, child))
-    proc.start()
-    child.close()
-    if parent.poll(timeout):
-        result = parent.recv()
-        proc.join()
-        return result
-    proc.kill()  # this child only (and CBC, which pulp starts as its own child, dies with the pipe)
-    proc.join()
-    return None
 
 
 def main() -> None:
