@@ -151,7 +151,7 @@ def _single(layers, config, outdir, conn):
             result = Plan(layers, config).run(outdir)
             wall = time.perf_counter() - t0
         conn.send({"wall": wall, "timings": dict(result.timings), "peak_mb": _rss_mb("VmHWM:"),
-                   **_compared(result)})
+                   "map_mb": (result.map_bytes or 0) / 1e6, **_compared(result)})
     except Exception as exc:  # report, don't hang the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     conn.close()
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         single = run_single(layers, config, os.path.join(tmp, "single"))
         part = run_partitioned(layers, config, os.path.join(tmp, "batch"), args.by, args.workers)
     print()
-    print(f"single process: wall {single['wall']:.1f} s, peak memory {single['peak_mb']:.0f} MB")
+    print(f"single process: wall {single['wall']:.1f} s, peak memory {single['peak_mb']:.0f} MB, "
+          f"map.html {single['map_mb']:.1f} MB")
     print("  stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in single["timings"].items()))
     print(f"partitioned --by {args.by} on a {args.workers}-worker LocalCluster: wall {part['wall']:.1f} s "
           f"({len(part['report'])} partitions)")
