@@ -1,4 +1,5 @@
-"""Pieces of the synthetic cities the benchmarks share: a jittered street grid and facilities beside streets."""
+"""Pieces of the synthetic cities the benchmarks share: a jittered street grid, its streets and facilities
+beside them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,32 @@ def jittered_grid(n: int, spacing: float, rng: np.random.Generator) -> tuple[np.
     """Node coordinates (metres) of an n × n street grid, each node moved up to ±8 m."""
     gx, gy = np.meshgrid(np.arange(n) * spacing, np.arange(n) * spacing, indexing="ij")
     return gx + rng.uniform(-8, 8, gx.shape), gy + rng.uniform(-8, 8, gy.shape)
+
+
+def street_lines(gx: np.ndarray, gy: np.ndarray, rng: np.random.Generator, arterial_every: int | None = None
+                 ) -> tuple[list[np.ndarray], list[str]]:
+    """Grid lines cut into streets of 1–12 blocks, 3 % of them dropped: (coordinate arrays, road classes).
+
+    With ``arterial_every``, grid lines ``k`` with ``k % arterial_every == arterial_every // 2`` stay whole and
+    are arterials (they draw nothing from ``rng``).
+    """
+    n = gx.shape[0]
+    lines, classes = [], []
+    for horizontal in (True, False):
+        for k in range(n):
+            xs, ys = (gx[:, k], gy[:, k]) if horizontal else (gx[k, :], gy[k, :])
+            if arterial_every and k % arterial_every == arterial_every // 2:
+                lines.append(np.c_[xs, ys])
+                classes.append("arterial")
+                continue
+            cuts = np.cumsum(rng.integers(1, 13, size=n))
+            cuts = np.r_[0, cuts[cuts < n - 1], n - 1]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                if rng.random() < 0.03:
+                    continue
+                lines.append(np.c_[xs[a:b + 1], ys[a:b + 1]])
+                classes.append("local")
+    return lines, classes
 
 
 def facilities_beside_streets(gx: np.ndarray, gy: np.ndarray, rng: np.random.Generator

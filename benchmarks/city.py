@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _synthetic import CRS, facilities_beside_streets, jittered_grid  # noqa: E402
+from _synthetic import CRS, facilities_beside_streets, jittered_grid, street_lines  # noqa: E402
 
 CAPACITY = {"kindergarten": (90, 360), "primary_school": (540, 1800)}  # places (2SFCA), uniform range
 
@@ -44,21 +44,7 @@ def synthetic_city(n: int = 450, n_compounds: int = 20_000, spacing: float = 60.
     """
     rng = np.random.default_rng(seed)
     gx, gy = jittered_grid(n, spacing, rng)
-    lines, classes = [], []
-    for horizontal in (True, False):
-        for k in range(n):
-            xs, ys = (gx[:, k], gy[:, k]) if horizontal else (gx[k, :], gy[k, :])
-            if k % 10 == 5:
-                lines.append(np.c_[xs, ys])
-                classes.append("arterial")
-                continue
-            cuts = np.cumsum(rng.integers(1, 13, size=n))
-            cuts = np.r_[0, cuts[cuts < n - 1], n - 1]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-                if rng.random() < 0.03:
-                    continue
-                lines.append(np.c_[xs[a:b + 1], ys[a:b + 1]])
-                classes.append("local")
+    lines, classes = street_lines(gx, gy, rng, arterial_every=10)
     roads = gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(lines))], "road_class": classes},
                              geometry=[shapely.linestrings(c) for c in lines], crs=CRS)
 

@@ -27,7 +27,7 @@ from gis_planner.network import nearest_sources, walk_graph
 from gis_planner.standards import load_standards
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _synthetic import CRS, TYPES, facilities_beside_streets, jittered_grid  # noqa: E402
+from _synthetic import CRS, TYPES, facilities_beside_streets, jittered_grid, street_lines  # noqa: E402
 
 
 def synthetic_city(n: int, n_compounds: int, spacing: float = 60.0, seed: int = 42):
@@ -35,16 +35,7 @@ def synthetic_city(n: int, n_compounds: int, spacing: float = 60.0, seed: int = 
     blocks and facilities beside streets. Returns (roads, compounds, facilities)."""
     rng = np.random.default_rng(seed)
     gx, gy = jittered_grid(n, spacing, rng)
-    lines = []
-    for horizontal in (True, False):
-        for k in range(n):
-            xs, ys = (gx[:, k], gy[:, k]) if horizontal else (gx[k, :], gy[k, :])
-            cuts = np.cumsum(rng.integers(1, 13, size=n))
-            cuts = np.r_[0, cuts[cuts < n - 1], n - 1]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-                if rng.random() < 0.03:
-                    continue
-                lines.append(np.c_[xs[a:b + 1], ys[a:b + 1]])
+    lines, _ = street_lines(gx, gy, rng)
     geoms = [shapely.linestrings(c) for c in lines]
     roads = gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(geoms))], "road_class": "local"},
                              geometry=geoms, crs=CRS)
