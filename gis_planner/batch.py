@@ -567,14 +567,16 @@ def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: P
                                   max_snap_m=settings["network"]["max_snap_m"])
     labels = located.graph.components  # the graph with the snapped points inserted
     ok_f = located.facility_node >= 0
-    have = set(zip(located.facility_types[ok_f], labels[located.facility_node[ok_f]], strict=True))
+    have = pd.DataFrame({"facility_type": located.facility_types[ok_f],
+                         "label": labels[located.facility_node[ok_f]]}).drop_duplicates()
     ok_a = located.access_node >= 0
     reach = pd.DataFrame({"compound_id": np.asarray(located.compound_ids, dtype=object)[located.access_compound[ok_a]],
-                          "label": labels[located.access_node[ok_a]]})
-    labels_of = reach.groupby("compound_id")["label"].agg(frozenset)
-    comp_labels = labels_of.reindex(rows["compound_id"].astype(str)).to_numpy()
-    on_part = np.array([isinstance(ls, frozenset) and any((t, lb) in have for lb in ls)
-                        for t, ls in zip(rows["facility_type"], comp_labels, strict=True)], dtype=bool)
+                          "label": labels[located.access_node[ok_a]]}).drop_duplicates()
+    keys = pd.DataFrame({"row": np.arange(len(rows)), "compound_id": rows["compound_id"].astype(str).to_numpy(),
+                         "facility_type": rows["facility_type"].astype(str).to_numpy()})
+    hit = keys.merge(reach, on="compound_id").merge(have, on=["facility_type", "label"])["row"].unique()
+    on_part = np.zeros(len(rows), dtype=bool)
+    on_part[hit] = True
     snapped = set(located.facility_types[ok_f])
     reason = np.where(on_part, "beyond_search_limit",
                       np.where(rows["facility_type"].isin(snapped).to_numpy(), "unreachable", "no_facility"))
