@@ -471,51 +471,51 @@ def write_xlsx(
 
     Returns
     -------
-    The path written. Every sheet has a bold, frozen header row, an auto-filter and column widths fitted to
-    the content (CJK characters counted double, 8–60 characters).
+    The path written (XlsxWriter, rows streamed: big ledgers stay fast and small in memory; text is never turned
+    into a formula). Every sheet has a bold, frozen header row, an auto-filter and column widths fitted to the
+    content (CJK characters counted double, 8–60 characters).
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
+    import xlsxwriter
 
     headers = dict(headers or {})
     number_formats = dict(number_formats or {})
     path = Path(path)
-    wb = Workbook()
-    wb.remove(wb.active)
     used: set[str] = set()
-    bold = Font(bold=True)
-    for name, table in sheets.items():
-        df = pd.DataFrame(table)
-        if isinstance(table, gpd.GeoDataFrame):
-            df = df.drop(columns=[table.geometry.name])
-        title = str(name).translate(_XLSX_BAD_TITLE)[:31] or "Sheet"
-        base, k = title, 2
-        while title.lower() in used:
-            suffix = f"_{k}"
-            title, k = base[: 31 - len(suffix)] + suffix, k + 1
-        used.add(title.lower())
-        ws = wb.create_sheet(title=title)
-        columns = [str(c) for c in df.columns]
-        ws.append([headers.get(c, c) for c in columns])
-        for row in df.itertuples(index=False, name=None):
-            ws.append([_xlsx_value(v) for v in row])
-        for j, col in enumerate(columns, start=1):
-            ws.cell(row=1, column=j).font = bold
-            fmt = number_formats.get(col) or _xlsx_format(col, df.iloc[:, j - 1])
-            if fmt:
-                for (cell,) in ws.iter_rows(min_row=2, max_row=len(df) + 1, min_col=j, max_col=j):
-                    cell.number_format = fmt
-            sample = df.iloc[:500, j - 1]
-            width = max([_text_width(headers.get(col, col)), *(_text_width(v) for v in sample)])
-            if fmt and pd.api.types.is_numeric_dtype(df.iloc[:, j - 1]):
-                width = max(width, 12)
-            ws.column_dimensions[get_column_letter(j)].width = min(max(width + 2, 8), 60)
-        ws.freeze_panes = "A2"
-        if columns:
-            ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(df) + 1}"
-    if not wb.sheetnames:
-        wb.create_sheet(title="Sheet")
     with atomic_path(path, suffix=".xlsx") as tmp:
-        wb.save(tmp)
+        # text stays text: a value like "=HYPERLINK(...)" in a name field must not become a formula
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
+                                            "strings_to_urls": False, "strings_to_numbers": False,
+                                            "default_date_format": "yyyy-mm-dd hh:mm:ss"})
+        bold = wb.add_format({"bold": True})
+        formats: dict[str, Any] = {}
+        for name, table in sheets.items():
+            df = pd.DataFrame(table)
+            if isinstance(table, gpd.GeoDataFrame):
+                df = df.drop(columns=[table.geometry.name])
+            title = str(name).translate(_XLSX_BAD_TITLE)[:31] or "Sheet"
+            base, k = title, 2
+            while title.lower() in used:
+                suffix = f"_{k}"
+                title, k = base[: 31 - len(suffix)] + suffix, k + 1
+            used.add(title.lower())
+            ws = wb.add_worksheet(title)
+            columns = [str(c) for c in df.columns]
+            for j, col in enumerate(columns):  # column formats first: constant-memory mode writes row by row
+                fmt = number_formats.get(col) or _xlsx_format(col, df.iloc[:, j])
+                sample = df.iloc[:500, j]
+                width = max([_text_width(headers.get(col, col)), *(_text_width(v) for v in sample)])
+                if fmt and pd.api.types.is_numeric_dtype(df.iloc[:, j]):
+                    width = max(width, 12)
+                if fmt and fmt not in formats:
+                    formats[fmt] = wb.add_format({"num_format": fmt})
+                ws.set_column(j, j, min(max(width + 2, 8), 60), formats.get(fmt) if fmt else None)
+            ws.write_row(0, 0, [headers.get(c, c) for c in columns], bold)
+            for i, row in enumerate(df.itertuples(index=False, name=None), start=1):
+                ws.write_row(i, 0, [_xlsx_value(v) for v in row])
+            ws.freeze_panes(1, 0)
+            if columns:
+                ws.autofilter(0, 0, len(df), len(columns) - 1)
+        if not used:
+            wb.add_worksheet("Sheet")
+        wb.close()
     return path

@@ -695,8 +695,17 @@ def test_write_xlsx_round_trip(tmp_path):
     assert ws["E3"].value is None and ws["F2"].value is True
     assert [ws.cell(row=2, column=j).number_format for j in (2, 3, 4)] == ["#,##0", "0.0%", "0.0"]
     assert ws.freeze_panes == "A2" and ws["A1"].font.bold
-    assert ws.column_dimensions["E"].width == 56                       # 27 CJK characters × 2 + 2
+    # 27 CJK characters × 2 + 2 = 56 characters, stored as Excel stores it (plus the cell's padding)
+    assert ws.column_dimensions["E"].width == pytest.approx(56, abs=1)
     assert ws.auto_filter.ref == "A1:F3"
+
+
+def test_write_xlsx_keeps_text_as_text(tmp_path):
+    """A name that looks like a formula or a link is written as text, not run by Excel."""
+    names = ["=HYPERLINK(\"http://x.invalid\",\"点我\")", "+1+1", "http://x.invalid", "007"]
+    path = io.write_xlsx({"s": pd.DataFrame({"name": names})}, tmp_path / "x.xlsx")
+    ws = openpyxl.load_workbook(path)["s"]
+    assert [(c.value, c.data_type) for (c,) in ws.iter_rows(min_row=2)] == [(n, "s") for n in names]
 
 
 def test_ledger_workbook_has_chinese_sheets(tmp_path):
