@@ -532,28 +532,32 @@ def _recompute_summaries(outputs: dict[str, pd.DataFrame], tables: dict[str, pd.
     return done
 
 
-def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: PlanConfig, standards: Any) -> int:
+def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: PlanConfig,
+                      standards: Any) -> tuple[int, Any]:
     """Tell ``beyond_search_limit`` from ``unreachable`` and ``no_facility`` on the whole street network.
 
     All three mean "no facility within the search limit": ``beyond_search_limit`` says one exists on the
     compound's connected part of the network, ``unreachable`` that none does, ``no_facility`` that none is on
     the network at all. A partition sees the network and facilities only up to its halo, so for these rows
-    the whole network decides (their distances, NaN, need no change). Returns the number of rows changed.
+    the whole network decides (their distances, NaN, need no change).
+
+    Returns
+    -------
+    (rows changed, the whole walking graph if it had to be built — the map reuses it — else None).
     """
     from . import coverage, network
-    from .plan import _node_crossings
 
     table = tables.get("coverage")
     if table is None or layers.roads is None or not len(layers.roads) or layers.facilities is None:
-        return 0
+        return 0, None
     present = set(layers.facilities["facility_type"].astype(str))
     amb = (table["reason"].isin(["beyond_search_limit", "unreachable"])
            | ((table["reason"] == "no_facility") & table["facility_type"].isin(present))).to_numpy()
     if not amb.any():
-        return 0
+        return 0, None
     settings = config.settings
     graph = network.walk_graph(layers.roads, non_walkable_classes=standards.network["non_walkable_classes"],
-                               node_crossings=_node_crossings(settings["network"]["node_crossings"], layers.roads))
+                               node_crossings=network.crossings_noded(layers.roads, settings["network"]["node_crossings"]))
     rows = table[amb]
     cids = set(rows["compound_id"].astype(str))
     comp = layers.compounds[layers.compounds["compound_id"].astype(str).isin(cids).to_numpy()]
@@ -585,7 +589,7 @@ def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: P
         table = table.copy()
         table.loc[amb, "reason"] = reason
         tables["coverage"] = table
-    return changed
+    return changed, graph
 
 
 def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, config: PlanConfig) -> Any:
@@ -624,7 +628,7 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     from .standards import load_standards
 
     st = load_standards(config.standards)
-    settled = _settle_unreached(tables, layers, config, st)
+    settled, graph = _settle_unreached(tables, layers, config, st)
     if settled:
         messages.append(f"batch: {settled} coverage reason(s) (beyond_search_limit / unreachable / no_facility) "
                         "settled on the whole street network (a partition sees it only up to its halo)")
@@ -649,7 +653,7 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     from .plan import run_stages
 
     result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings,
-                        standards=st)
+                        standards=st, graph=graph)
     pairs = [r["siting_pairs"] for r in results if r.get("siting_pairs") is not None]
     if pairs:
         result.siting_pairs = pd.concat(pairs, ignore_index=True).sort_values(

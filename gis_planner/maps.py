@@ -468,6 +468,8 @@ class _Ctx:
     standards: Any
     settings: dict[str, Any]
     crs: Any
+    graph: Any = None  # the run's walking graph (metric CRS of the layers), reused for service areas
+    node_crossings: str = "auto"  # the plan's [network] node_crossings
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -538,6 +540,8 @@ def _context(result: Any) -> _Ctx:
         roads=_first(_get(layers, "roads"), outputs.get("roads")),
         coverage=tables.get("coverage"), standards=standards,
         settings=dict(settings.get("map") or {}), crs=compounds.crs,
+        graph=getattr(result, "graph", None),
+        node_crossings=str((settings.get("network") or {}).get("node_crossings") or "auto"),
     )
 
 
@@ -789,17 +793,18 @@ def _greedy_colours(bundles: gpd.GeoDataFrame, n_colours: int, gap_m: float = 60
 
 # --------------------------------------------------------------------------------------------- service areas
 def _graph(ctx: _Ctx) -> tuple[Any, bool]:
-    """The walking graph of the roads, and whether crossings were split (then it is planar but for overlaps)."""
+    """The walking graph of the roads, and whether crossings were split (then it is planar but for overlaps).
+
+    The run's own graph when it has one in the map's CRS; else built as the coverage stage builds it.
+    """
     from . import network
 
     roads = ctx.roads
     if roads is None or not len(roads):
         return None, False
-    ids = roads["road_id"].astype(str) if "road_id" in roads.columns else pd.Series([], dtype=str)
-    crossings = not (len(ids) > 0 and bool(ids.str.startswith("osm_").all()))
-    setting = (ctx.settings.get("node_crossings") or "auto") if ctx.settings else "auto"
-    if setting in ("yes", "no"):
-        crossings = setting == "yes"
+    crossings = network.crossings_noded(roads, ctx.node_crossings)
+    if ctx.graph is not None and roads.crs == ctx.crs:
+        return ctx.graph, crossings
     graph = network.walk_graph(roads.to_crs(ctx.crs), non_walkable_classes=ctx.standards.network.get(
         "non_walkable_classes"), node_crossings=crossings)
     return graph, crossings

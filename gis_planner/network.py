@@ -12,7 +12,7 @@ import shapely
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from ._errors import LayerError
+from ._errors import ConfigError, LayerError
 
 __all__ = [
     "WalkGraph",
@@ -21,9 +21,24 @@ __all__ = [
     "attach_points",
     "nearest_sources",
     "check_metric_crs",
+    "crossings_noded",
 ]
 
 _FALSE_WORDS = {"false", "f", "0", "no", "n", "否", "无", "×"}
+
+
+def crossings_noded(roads: gpd.GeoDataFrame, setting: str = "auto") -> bool:
+    """Whether :func:`walk_graph` should split lines where they cross (the ``[network] node_crossings`` setting).
+
+    ``"auto"``: yes, unless every ``road_id`` comes from OpenStreetMap (``osm_…``), whose crossings without a
+    shared node are bridges and tunnels; ``"yes"`` / ``"no"`` force it.
+    """
+    if setting == "auto":
+        ids = roads["road_id"].astype(str) if "road_id" in roads.columns else pd.Series([], dtype=str)
+        return not (len(ids) > 0 and bool(ids.str.startswith("osm_").all()))
+    if setting not in ("yes", "no"):
+        raise ConfigError(f"[network] node_crossings must be 'auto', 'yes' or 'no', got {setting!r}")
+    return setting == "yes"
 
 
 @dataclass(frozen=True, eq=False)

@@ -362,17 +362,6 @@ def _stage_eligibility(result: PlanResult) -> None:
         result.outputs["compounds"], settings.get("eligibility") or None, costs=settings.get("costs") or None)
 
 
-def _node_crossings(setting: str, roads: gpd.GeoDataFrame) -> bool:
-    if setting == "auto":
-        ids = roads["road_id"].astype(str) if "road_id" in roads.columns else pd.Series([], dtype=str)
-        return not (len(ids) > 0 and bool(ids.str.startswith("osm_").all()))
-    if setting not in ("yes", "no"):
-        from ._errors import ConfigError
-
-        raise ConfigError(f"[network] node_crossings must be 'auto', 'yes' or 'no', got {setting!r}")
-    return setting == "yes"
-
-
 def _stage_coverage(result: PlanResult) -> None:
     import warnings
 
@@ -385,7 +374,7 @@ def _stage_coverage(result: PlanResult) -> None:
     graph = None
     if roads is not None and len(roads):
         graph = network.walk_graph(roads, non_walkable_classes=st.network["non_walkable_classes"],
-                                   node_crossings=_node_crossings(cfg["network"]["node_crossings"], roads))
+                                   node_crossings=network.crossings_noded(roads, cfg["network"]["node_crossings"]))
     result.graph = graph
     facilities = layers.facilities if layers.facilities is not None else layers.compounds.iloc[:0].assign(
         facility_id=pd.Series(dtype=str), facility_type=pd.Series(dtype=str))

@@ -13,14 +13,11 @@ import gis_planner as gp
 from gis_planner import maps
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIL = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
-def result():
-    layers = gp.read_layers(ROOT / "layers" / "sample_district.gpkg")
-    layers.compounds.loc[layers.compounds.index[0], "name"] = EVIL
-    return gp.Plan(layers).run()
+def result(hostile_run):
+    return hostile_run[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +61,8 @@ def test_layers_and_legend_entries(page, result):
     assert "L.control.scale" in page and "gp-fullscreen" in page and "gp-measure" in page
 
 
-def test_values_escaped(page):
-    assert EVIL not in page
+def test_values_escaped(page, hostile_name):
+    assert hostile_name not in page and "<script>alert(1)" not in page
     data = _datasets(page)
     tips = [t for d in data for t in d.get("t", [])]
     assert "&lt;img src=x onerror=alert(1)&gt;（C001）" in tips or any("&lt;img src=x" in t for t in tips)
@@ -346,3 +343,17 @@ def test_small_holes_are_filled_on_large_maps():
     assert out[1].equals(plain)
     same = maps._fill_holes(np.array([holed], dtype=object), 0.0)
     assert same[0].area == pytest.approx(holed.area)
+
+
+def test_map_reuses_the_run_graph_and_honours_node_crossings(result):
+    """The service areas walk the very graph the coverage stage used; a redraw builds it with the plan's
+    [network] node_crossings setting (not the map section's)."""
+    import dataclasses
+
+    ctx = maps._context(result)
+    assert result.graph is not None
+    graph, noded = maps._graph(ctx)
+    assert graph is result.graph and noded is True  # sample roads are not from OpenStreetMap: crossings split
+    rebuilt, noded = maps._graph(dataclasses.replace(ctx, graph=None, node_crossings="no"))
+    assert noded is False and rebuilt is not result.graph
+    assert rebuilt.n_nodes < result.graph.n_nodes  # crossings without a shared vertex stay apart
