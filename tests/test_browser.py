@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gis_planner as gp
 from gis_planner import maps
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIL = "<img src=x onerror=alert(1)>"
 
 pytestmark = pytest.mark.skipif(maps._find_chromium() is None,
                                 reason="Chromium not installed (Debian package 'chromium'; installed by .ci/run)")
@@ -38,11 +36,9 @@ _POPUP_JS = r"""
 
 
 @pytest.fixture(scope="module")
-def opened(tmp_path_factory):
+def opened(hostile_run, tmp_path_factory):
+    result = hostile_run[1]
     out = tmp_path_factory.mktemp("browser")
-    layers = gp.read_layers(ROOT / "layers" / "sample_district.gpkg")
-    layers.compounds.loc[layers.compounds.index[0], "name"] = EVIL
-    result = gp.Plan(layers).run(out)
     path, _ = maps.save_map(maps.plan_map(result, basemap=None), out / "map.html")
     report = maps.browser_check(path, screenshot=out / "map.png", script=_POPUP_JS, timeout=90)
     return out, report
@@ -69,11 +65,11 @@ def test_map_legend_and_every_layer_rendered(opened):
         assert sec["shown"], sec          # and its legend section shows
 
 
-def test_markup_name_shown_as_text(opened):
+def test_markup_name_shown_as_text(opened, hostile_name):
     _, r = opened
     s = json.loads(r["script"])
-    assert EVIL in s["popupText"] and s["popupImgs"] == 0
-    assert EVIL in s["tooltipText"]
+    assert hostile_name in s["popupText"] and s["popupImgs"] == 0
+    assert hostile_name in s["tooltipText"]
     assert s["imgsAnywhere"] == 0
 
 

@@ -7,29 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gis_planner as gp
 from gis_planner import report
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIL = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    layers = gp.read_layers(ROOT / "layers" / "sample_district.gpkg")
-    layers.compounds.loc[layers.compounds.index[0], "name"] = EVIL
-    result = gp.Plan(layers).run(out)
-    return out, result
+def run(hostile_run):
+    return hostile_run
 
 
-def test_bundle_report_sections_in_order_and_escaped(run):
+def test_bundle_report_sections_in_order_and_escaped(run, hostile_name):
     _, result = run
     bid = result.outputs["compounds"]["bundle_id"].iloc[0]
     text = report.bundle_report_html(result, bid)
     positions = [text.index(s) for s in report.SECTIONS_ZH]
     assert positions == sorted(positions)
-    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert hostile_name not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     # later stages: their results, or a note that they have not run
     assert "资金平衡模式" in text or "尚未进行资金平衡测算" in text
     assert "新增覆盖户数" in text or "尚未进行设施选址" in text
