@@ -82,20 +82,6 @@ def _cols(pairs):
     return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 
 
-@pytest.mark.parametrize("pair", WGS_GCJ_PAIRS, ids=[p[0] for p in WGS_GCJ_PAIRS])
-def test_wgs84_to_gcj02_matches_published_pairs(pair):
-    _, wlon, wlat, glon, glat = pair
-    lon, lat = wgs84_to_gcj02(wlon, wlat)
-    assert dist_m(lon, lat, glon, glat) < TOL_M
-
-
-@pytest.mark.parametrize("pair", WGS_GCJ_PAIRS, ids=[p[0] for p in WGS_GCJ_PAIRS])
-def test_gcj02_to_wgs84_inverts_published_pairs(pair):
-    _, wlon, wlat, glon, glat = pair
-    lon, lat = gcj02_to_wgs84(glon, glat)
-    assert dist_m(lon, lat, wlon, wlat) < TOL_M
-
-
 def test_library_pairs_match_to_the_centimetre():
     # The library pairs (first five) are outputs of the same published formula: they must agree
     # with ours to floating-point precision, both ways.
@@ -113,18 +99,17 @@ def test_coord_convert_example_digits():
     assert float(lat) == pytest.approx(40.0013047896019, abs=1e-12)
 
 
-@pytest.mark.parametrize("pair", GCJ_BD_PAIRS, ids=[p[0] for p in GCJ_BD_PAIRS])
-def test_gcj02_to_bd09_matches_published_pairs(pair):
-    _, glon, glat, blon, blat = pair
-    lon, lat = gcj02_to_bd09(glon, glat)
+@pytest.mark.parametrize(
+    ("forward", "inverse", "pair"),
+    [pytest.param(wgs84_to_gcj02, gcj02_to_wgs84, p, id=f"wgs84-gcj02:{p[0]}") for p in WGS_GCJ_PAIRS]
+    + [pytest.param(gcj02_to_bd09, bd09_to_gcj02, p, id=f"gcj02-bd09:{p[0]}") for p in GCJ_BD_PAIRS])
+def test_published_pairs_both_ways(forward, inverse, pair):
+    """Each published pair (a → b) is reproduced forward, and the inverse takes b back to a."""
+    _, alon, alat, blon, blat = pair
+    lon, lat = forward(alon, alat)
     assert dist_m(lon, lat, blon, blat) < TOL_M
-
-
-@pytest.mark.parametrize("pair", GCJ_BD_PAIRS, ids=[p[0] for p in GCJ_BD_PAIRS])
-def test_bd09_to_gcj02_inverts_published_pairs(pair):
-    _, glon, glat, blon, blat = pair
-    lon, lat = bd09_to_gcj02(blon, blat)
-    assert dist_m(lon, lat, glon, glat) < TOL_M
+    lon, lat = inverse(blon, blat)
+    assert dist_m(lon, lat, alon, alat) < TOL_M
 
 
 def test_bd09_chain_through_amap_pairs():
