@@ -24,9 +24,13 @@ import pandas as pd
 import shapely
 
 from gis_planner import maps
+from gis_planner import service_areas as areas
+from gis_planner.maps import layers as map_layers
+from gis_planner.maps.context import walking_graph
 from gis_planner.standards import load_standards
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/city.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/browser.py: the Chromium check
 
 CRS = "EPSG:4547"  # CGCS2000 / 3-degree GK CM 114E; false easting 500 km
 X0, Y0 = 480_000.0, 3_300_000.0
@@ -108,12 +112,13 @@ def synthetic_city(n_compounds: int = 20_000, seed: int = 7) -> SimpleNamespace:
                "proposed_facilities": prop}
     layers = SimpleNamespace(roads=roads, projects=projects, boundaries=None, compounds=compounds)
     config = SimpleNamespace(name="合成城市", settings={}, standards=None)
-    return SimpleNamespace(outputs=outputs, tables={"pairings": pairings}, layers=layers, config=config)
+    return SimpleNamespace(outputs=outputs, tables={"pairings": pairings}, layers=layers, config=config,
+                           standards=load_standards())
 
 
 # ---------------------------------------------------------------------------------------------- service areas
 def old_service_band(segs: np.ndarray, buffer_m: float, tol_m: float) -> list[shapely.Polygon]:
-    """The former ``maps._service_bands`` geometry step, verbatim: per 2 km tile (by piece midpoint) the
+    """The former map service-area geometry step, verbatim: per 2 km tile (by piece midpoint) the
     pieces are unioned, line-merged, buffered (3 segments per quarter circle) and simplified."""
     lines = shapely.linestrings(segs)
     mid = segs.mean(axis=1)
@@ -146,7 +151,7 @@ def symdiff_area(a: list[shapely.Polygon], b: list[shapely.Polygon], tile_m: flo
 def service_area_context(network: str, city: SimpleNamespace) -> tuple[object, gpd.GeoDataFrame, int, str]:
     """(map context, facility points, number of compounds, description) of the chosen street network."""
     if network == "map":
-        ctx = maps._context(city)
+        ctx = maps.map_context(city)
         n_compounds = len(city.outputs["compounds"])
         desc = f"the mapped city's street grid ({len(city.layers.roads)} lines)"
     else:
@@ -154,22 +159,25 @@ def service_area_context(network: str, city: SimpleNamespace) -> tuple[object, g
 
         n, n_compounds = (150, 2500) if network == "city-quick" else (450, 20_000)
         raw = city_bench.synthetic_city(n, n_compounds)
-        ctx = maps._Ctx(name="city", compounds=raw["compounds"], bundles=None, vacant=None,
-                        facilities=raw["facilities"], proposed=None, projects=None, pairings=None, boundaries=None,
-                        roads=raw["roads"], coverage=None, standards=load_standards(), settings={},
-                        crs=raw["roads"].crs)
+        ctx = maps.MapContext(name="city", compounds=raw["compounds"], bundles=None, vacant=None,
+                              facilities=raw["facilities"], proposed=None, projects=None, pairings=None,
+                              boundaries=None, roads=raw["roads"], coverage=None, standards=load_standards(),
+                              settings={}, crs=raw["roads"].crs)
         desc = f"benchmarks/city.py {n}×{n} street grid ({n * n:,} nodes, {len(raw['roads']):,} road lines)"
-    return ctx, maps._service_points(ctx, "plan", None), n_compounds, desc
+    return ctx, map_layers.service_points(ctx, "plan", None), n_compounds, desc
 
 
 def compare_service_areas(network: str, city: SimpleNamespace, old: bool = True) -> bool:
     """Time the service areas (5/10/15 minutes) old way and new way on the same street pieces; print both."""
     ctx, pts, n_compounds, desc = service_area_context(network, city)
-    large = n_compounds > int(maps.load_style()["display"]["large_map_features"])
-    tol = 8.0 if large else 2.0  # as the map builder
-    buffer_m = float(ctx.standards.network.get("isochrone_buffer_m", 25.0))
+    display = maps.load_style()["display"]
+    large = n_compounds > int(display["large_map_features"])
+    tol = float(display["large_map_service_area_tol_m" if large else "service_area_tol_m"])  # as the map builder
+    buffer_m = float(ctx.standards.network["isochrone_buffer_m"])
     t = time.perf_counter()
-    bands = maps._band_pieces(ctx, pts, (5, 10, 15))
+    graph, noded = walking_graph(ctx)
+    bands = areas.band_pieces(graph, pts, areas.band_minutes(ctx.standards), standards=ctx.standards,
+                              crossings_noded=noded)
     t_search = time.perf_counter() - t
     print(f"service areas on {desc}: {len(pts):,} facilities, buffer {buffer_m:g} m, simplified to {tol:g} m; "
           f"graph + snapping + one multi-source search {t_search:.1f} s")
@@ -178,7 +186,7 @@ def compare_service_areas(network: str, city: SimpleNamespace, old: bool = True)
     ok = True
     for minutes, segs, ends in bands:
         t = time.perf_counter()
-        new = maps._planar_buffer(segs, buffer_m, ends=ends, tol_m=tol, quad_segs=3, cache=cache)
+        new = areas.planar_buffer(segs, buffer_m, ends=ends, tol_m=tol, quad_segs=3, cache=cache)
         t_new = time.perf_counter() - t
         tot_new += t_new
         line = f"  {minutes:>4g} min: {len(segs):>9,} street pieces — new {t_new:6.2f} s"
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     city = synthetic_city(args.compounds)
     t_data = time.perf_counter() - t
     sa_times: list[float] = []
-    service_bands = maps._service_bands
+    service_bands = map_layers.service_bands
 
     def timed_service_bands(*a, **k):  # the service-area share of the build
         t0 = time.perf_counter()
@@ -222,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sa_times.append(time.perf_counter() - t0)
 
-    maps._service_bands = timed_service_bands
+    map_layers.service_bands = timed_service_bands
     t = time.perf_counter()
     try:
         m = maps.plan_map(city, basemap=None)
     finally:
-        maps._service_bands = service_bands
+        map_layers.service_bands = service_bands
     t_build = time.perf_counter() - t
     t = time.perf_counter()
     path, size = maps.save_map(m, out / "map.html")
@@ -238,10 +246,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(sa_times):.1f} s), render+write {t_save:.1f} s")
     ok = size < 15e6
     if not args.no_browser:
-        if maps._find_chromium() is None:
+        from browser import browser_check, find_chromium  # tests/browser.py
+
+        if find_chromium() is None:
             print("Chromium not found: load test skipped")
         else:
-            r = maps.browser_check(path, screenshot=out / "map.png", timeout=120)
+            r = browser_check(path, screenshot=out / "map.png", timeout=120)
             print(f"headless Chromium (network off): load event {r['load_s']:.2f} s, first render "
                   f"{r['render_s']:.2f} s (target < 3 s); console errors {len(r['console_errors'])}; "
                   f"network requests {len(r['requests'])}; overlays {len(r['check'].get('overlays', []))}")

@@ -413,7 +413,7 @@ def _items(obj: Any) -> list[tuple[str, pd.DataFrame]]:
     items = [(str(k), v) for k, v in outputs.items()]
     items += [(str(k), v) for k, v in tables.items() if k not in outputs]
     if getattr(obj, "config", None) is not None and getattr(obj, "layers", None) is not None:
-        from .plan import run_manifest
+        from .manifest import run_manifest
 
         manifest = json.dumps(run_manifest(obj), ensure_ascii=False, default=str)
         items.append(("run", pd.DataFrame({"plan": [obj.config.name], "manifest": [mask(manifest)]})))

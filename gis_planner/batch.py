@@ -24,9 +24,13 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from . import coverage, stages
+from . import outdir as outdirs
 from ._errors import ConfigError, LayerError
 from .config import PlanConfig, load_config
+from .plan import Plan, PlanResult, run_stages
 from .schema import Layers, ValidationReport
+from .standards import Standards, load_standards
 
 __all__ = [
     "BY_LEVELS",
@@ -102,8 +106,7 @@ def halo_width(config: PlanConfig, facilities: pd.DataFrame | None = None) -> tu
     -------
     (network halo for roads, facilities, vacant land, projects and boundaries, compound halo), metres.
     """
-    from .bundling import bundle_rules
-    from .standards import load_standards
+    from .bundling import load_settings as bundling_settings
 
     st = load_standards(config.standards)
     s = config.settings
@@ -112,7 +115,7 @@ def halo_width(config: PlanConfig, facilities: pd.DataFrame | None = None) -> tu
     limit = float(s["coverage"]["search_limit_m"] or ft.loc[keys, "radius_m"].max())
     snap = float(s["network"]["max_snap_m"])
     network = limit + 2 * snap
-    rules = bundle_rules(config.stage_settings.get("bundling") or None)
+    rules = bundling_settings(config.stage_settings.get("bundling") or None)
     compounds = float(rules["gap_m"] + rules["touch_tol_m"])
     sfca = ft.index[ft["capacity_per_1000_households"].notna()]
     if facilities is not None and "capacity" in facilities.columns:
@@ -120,7 +123,7 @@ def halo_width(config: PlanConfig, facilities: pd.DataFrame | None = None) -> tu
         present = set(facilities.loc[has_cap, "facility_type"].astype(str))
         sfca = [t for t in sfca if t in present]
     if len(sfca):
-        d0 = float(st.network.get("catchment_factor", 1.0)) * float(ft.loc[list(sfca), "radius_m"].max())
+        d0 = float(st.network["catchment_factor"]) * float(ft.loc[list(sfca), "radius_m"].max())
         network = max(network, 2 * d0 + snap)
         compounds = max(compounds, 2 * d0)
     return network, compounds
@@ -328,8 +331,6 @@ def run_partition(part: Partition, config: PlanConfig,
     stage), ``messages``, ``n_compounds``, ``seconds``, ``peak_rss_mb`` (peak memory of the process that ran
     it) and ``worker``.
     """
-    from .plan import Plan
-
     if on_start is not None:
         on_start(part.key)
     t0 = time.perf_counter()
@@ -372,25 +373,11 @@ def run_partition(part: Partition, config: PlanConfig,
 
 def _siting_pairs(result: Any, mine: np.ndarray) -> pd.DataFrame | None:
     """The siting covering pairs of the partition's own compounds (exact within the halo), or None."""
-    from . import siting
-
     layers = result.layers
     if layers.vacant is None or not len(layers.vacant) or "coverage" not in result.tables:
         return None
-    st = result.standards
-    rules = result.config.stage_settings.get("siting") or None
-    comp = result.outputs["compounds"][mine]
-    table = result.tables["coverage"]
-    table = table[table["compound_id"].astype(str).isin(set(comp["compound_id"].astype(str)))]
-    present = set(table["facility_type"])
-    with warnings.catch_warnings():  # candidate warnings are given once, by the merged siting stage
-        warnings.simplefilter("ignore")
-        cands = siting.candidates(layers.vacant, st, rules, types=[t for t in st.facility_types.index if t in present])
-        ent = layers.entrances
-        if ent is not None:
-            ent = ent[ent["compound_id"].astype(str).isin(set(comp["compound_id"].astype(str))).to_numpy()]
-        pairs, notes = siting.covering_pairs(comp, layers.vacant, cands, result.graph, table, st, rules,
-                                             entrances=ent, max_snap_m=result.config.settings["network"]["max_snap_m"])
+    pairs, notes = stages.siting_pairs(result.outputs["compounds"][mine], layers, result.graph,
+                                       result.tables["coverage"], result.standards, result.config)
     result.messages.extend(notes)
     return pairs
 
@@ -504,31 +491,18 @@ def _fill_2sfca(tables: dict[str, pd.DataFrame], compounds: gpd.GeoDataFrame, st
 
 
 def _recompute_summaries(outputs: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
-                         config: PlanConfig) -> list[str]:
+                         standards: Standards) -> list[str]:
     """Tables that aggregate over compounds are recomputed from the merged rows, as a whole run does."""
-    from . import coverage, standards
-
-    st = standards.load_standards(config.standards)
     comp = outputs.get("compounds")
     table = tables.get("coverage")
-    done: list[str] = []
-    if comp is not None and table is not None:
-        if "coverage_summary" in tables:
-            tables["coverage_summary"] = coverage.summarise(table, comp, standards=st)
-        if "coverage_by_subdistrict" in tables:
-            tables["coverage_by_subdistrict"] = coverage.summarise(table, comp, by="subdistrict", standards=st)
-        if "coverage_by_tier" in tables:
-            tables["coverage_by_tier"] = coverage.summarise(table, comp, standards=st, level="tier")
-        if "coverage_gaps" in tables:
-            tables["coverage_gaps"] = coverage.gap_list(table, comp, standards=st)
-        if "coverage_by_bundle" in tables and "bundle_id" in comp.columns:
-            bundled = comp[comp["bundle_id"].notna()]
-            sub = table[table["compound_id"].isin(bundled["compound_id"])]
-            tables["coverage_by_bundle"] = coverage.summarise(sub, bundled, by="bundle_id", standards=st)
-        done = [n for n in ("coverage_summary", "coverage_by_subdistrict", "coverage_by_tier", "coverage_gaps",
-                            "coverage_by_bundle") if n in tables]
-        comp = _fill_2sfca(tables, comp, st)
-        outputs["compounds"] = comp
+    if comp is None or table is None:
+        return []
+    summaries = stages.coverage_tables(table, comp, standards)
+    if "bundle_id" in comp.columns:
+        summaries["coverage_by_bundle"] = stages.bundle_coverage(table, comp, standards)
+    done = [name for name in summaries if name in tables]
+    tables.update({name: summaries[name] for name in done})
+    outputs["compounds"] = _fill_2sfca(tables, comp, standards)
     return done
 
 
@@ -545,8 +519,6 @@ def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: P
     -------
     (rows changed, the whole walking graph if it had to be built — the map reuses it — else None).
     """
-    from . import coverage, network
-
     table = tables.get("coverage")
     if table is None or layers.roads is None or not len(layers.roads) or layers.facilities is None:
         return 0, None
@@ -556,8 +528,7 @@ def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: P
     if not amb.any():
         return 0, None
     settings = config.settings
-    graph = network.walk_graph(layers.roads, non_walkable_classes=standards.network["non_walkable_classes"],
-                               node_crossings=network.crossings_noded(layers.roads, settings["network"]["node_crossings"]))
+    graph = stages.walking_graph(layers, standards, config)
     rows = table[amb]
     cids = set(rows["compound_id"].astype(str))
     comp = layers.compounds[layers.compounds["compound_id"].astype(str).isin(cids).to_numpy()]
@@ -601,8 +572,6 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     the partitions' covering pairs, and the funding balance) run once on the merged result. Timings are summed
     over partitions (CPU seconds per stage) plus the merged stages.
     """
-    from .plan import PlanResult
-
     outputs: dict[str, pd.DataFrame] = {}
     tables: dict[str, pd.DataFrame] = {}
     messages: list[str] = []
@@ -625,14 +594,12 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     outputs = {n: concat(v) for n, v in outputs.items()}  # type: ignore[arg-type]
     tables = {n: concat(v) for n, v in tables.items()}  # type: ignore[arg-type]
     _renumber_bundles(outputs, tables)
-    from .standards import load_standards
-
     st = load_standards(config.standards)
     settled, graph = _settle_unreached(tables, layers, config, st)
     if settled:
         messages.append(f"batch: {settled} coverage reason(s) (beyond_search_limit / unreachable / no_facility) "
                         "settled on the whole street network (a partition sees it only up to its halo)")
-    recomputed = set(_recompute_summaries(outputs, tables, config))
+    recomputed = set(_recompute_summaries(outputs, tables, st))
     for name, df in list(outputs.items()):
         if name in _ORDER_BY and _ORDER_BY[name] in df.columns and getattr(layers, name, None) is not None:
             col = _ORDER_BY[name]
@@ -650,10 +617,8 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
                                                 "parcel_id", "project_id", "feature_id")):
             messages.append(f"batch: table {name!r} has no id column; it was concatenated from the partitions "
                             "and is not comparable to a whole-area run")
-    from .plan import run_stages
-
-    result = PlanResult(config=config, layers=layers, outputs=outputs, tables=tables, timings=timings,
-                        standards=st, graph=graph)
+    result = PlanResult(config=config, layers=layers, standards=st, graph=graph, outputs=outputs, tables=tables,
+                        timings=timings)
     pairs = [r["siting_pairs"] for r in results if r.get("siting_pairs") is not None]
     if pairs:
         result.siting_pairs = pd.concat(pairs, ignore_index=True).sort_values(
@@ -806,7 +771,6 @@ def run_batch(
     BatchResult. Partitions that fail are reported (``report``) without losing those that succeeded.
     """
     from .io import write_csv, write_postgis
-    from .plan import Plan
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -817,7 +781,7 @@ def run_batch(
     t0 = time.perf_counter()
     parts = make_partitions(whole, config, by=by, halo_m=halo_m)
     timings["partition"] = time.perf_counter() - t0
-    root = Path(outdir) if outdir is not None else None
+    root = outdirs.adopt(outdir) if outdir is not None else None  # refused now if not ours, before computing
 
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -892,7 +856,7 @@ def run_batch(
         timings["merge"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if root is not None and config.settings["run"]["write_outputs"]:
-            merged.write(root)
+            merged.write(root, carry=("partitions",))
         if results_url:
             write_postgis(merged, results_url)
         timings["write"] = time.perf_counter() - t0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import heapq
 import math
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
-from importlib import resources
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -18,8 +17,10 @@ from scipy.sparse.csgraph import connected_components
 
 from gis_planner import eligibility
 from gis_planner._errors import ConfigError, LayerError
+from gis_planner.datafiles import load_toml
+from gis_planner.schema import load_schema
 
-__all__ = ["adjacency", "bundle", "bundle_rules", "PAIR_COLUMNS", "BUNDLE_COLUMNS"]
+__all__ = ["adjacency", "bundle", "load_settings", "PAIR_COLUMNS", "BUNDLE_COLUMNS"]
 
 PAIR_COLUMNS = [
     "compound_a", "compound_b", "gap_m", "adjacent", "reason", "reason_zh", "reason_en",
@@ -44,27 +45,34 @@ _REL_EPS = 1e-9
 @cache
 def _road_classes() -> dict[str, str]:
     """Road class vocabulary of ``data/schema.toml`` → its first Chinese name (arterial → 主干路)."""
-    with resources.files("gis_planner").joinpath("data", "schema.toml").open("rb") as fh:
-        vocab = tomllib.load(fh)["values"]["road_classes"]
+    vocab = load_schema()["values"]["road_classes"]
     return {key: names[0] for key, names in vocab.items()}
 
 
-def bundle_rules(rules: dict | None = None) -> dict:
-    """Bundling settings: the ``[bundling]`` table of ``data/eligibility.toml`` with ``rules`` overrides applied.
+def load_settings(overrides: Mapping[str, Any] | None = None) -> dict:
+    """Bundling settings: ``[settings]`` of ``data/bundling.toml`` with the ``[bundling]`` overrides of a plan.
 
     Parameters
     ----------
-    rules : overrides, e.g. ``{"gap_m": 50, "max_households": 3000, "same_unit": "community"}``. ``same_unit``
+    overrides : e.g. ``{"gap_m": 50, "max_households": 3000, "same_unit": "community"}``. ``same_unit``
         is ``"subdistrict"``, ``"community"`` or ``"none"``/``None``; caps of 0 or ``None`` mean no cap.
-        Unknown keys raise :class:`ConfigError`.
 
     Returns
     -------
     dict of settings (without the ``source``/``verified`` bookkeeping keys).
+
+    Raises
+    ------
+    ConfigError naming ``bundling`` and the key, for unknown keys, values of the wrong type or out of range.
+
+    Examples
+    --------
+    >>> load_settings({"gap_m": 50})["gap_m"], load_settings()["same_unit"]
+    (50.0, 'subdistrict')
     """
-    base = eligibility.load_rules()["bundling"]
+    base = load_toml("bundling.toml")["settings"]
     out = {k: v for k, v in base.items() if k in _RULE_TYPES}
-    for key, value in (rules or {}).items():
+    for key, value in (overrides or {}).items():
         if key not in _RULE_TYPES:
             raise ConfigError(f"bundling: unknown setting {key!r}; known: {', '.join(sorted(_RULE_TYPES))}")
         want = _RULE_TYPES[key]
@@ -232,17 +240,17 @@ def adjacency(
     boundaries: gpd.GeoDataFrame | None = None,
     *,
     barriers: gpd.GeoDataFrame | None = None,
-    gap_m: float = 30.0,
-    barrier_classes: Sequence[str] = ("arterial",),
+    gap_m: float | None = None,
+    barrier_classes: Sequence[str] | None = None,
     same_unit: str | None = None,
-    touch_tol_m: float = 1.0,
+    touch_tol_m: float | None = None,
 ) -> pd.DataFrame:
     """Candidate neighbour pairs of compounds and whether each pair is adjacent, with the reason.
 
     Candidates are the pairs whose red lines are within ``gap_m`` metres (``STRtree.query(predicate="dwithin")``,
     never all pairs). A candidate pair is *not* adjacent when
 
-    * a road of a class in ``barrier_classes`` (default: arterial) crosses the shortest line between the two
+    * a road of a class in ``barrier_classes`` (by default arterials) crosses the shortest line between the two
       polygons (crosses its interior, DE-9IM ``0********``; a road merely running along the line or ending
       in the gap does not) → ``barrier_road``;
     * a line or polygon of ``barriers`` (rivers, rail) does so → ``barrier_other``;
@@ -258,10 +266,13 @@ def adjacency(
     roads : roads layer with ``road_class`` (arterial / secondary / local / path), optional ``road_id``.
     boundaries : optional 街道/社区 polygons with ``level`` and ``name``.
     barriers : optional lines/polygons (rivers, rail) that always cut adjacency.
-    gap_m : neighbour distance between red lines, metres.
-    barrier_classes : road classes that cut adjacency.
-    same_unit : ``"subdistrict"``, ``"community"`` or ``None``/``"none"``.
-    touch_tol_m : red lines closer than this (metres) count as touching.
+    gap_m : neighbour distance between red lines, metres (None: ``gap_m`` of ``data/bundling.toml``).
+    barrier_classes : road classes that cut adjacency (None: ``barrier_classes`` of
+        ``data/bundling.toml``).
+    same_unit : ``"subdistrict"``, ``"community"`` or ``None``/``"none"`` (no unit check: unlike
+        :func:`bundle`, a pair table alone does not split by 街道 unless asked).
+    touch_tol_m : red lines closer than this (metres) count as touching (None: ``touch_tol_m`` of
+        ``data/bundling.toml``).
 
     Returns
     -------
@@ -280,8 +291,8 @@ def adjacency(
     >>> adjacency(c, r)[["compound_a", "compound_b", "gap_m", "adjacent", "reason"]].values.tolist()
     [['a', 'b', 20.0, True, 'adjacent'], ['b', 'c', 20.0, False, 'barrier_road']]
     """
-    settings = bundle_rules({"gap_m": gap_m, "barrier_classes": list(barrier_classes),
-                             "same_unit": same_unit, "touch_tol_m": touch_tol_m})
+    given = {"gap_m": gap_m, "barrier_classes": barrier_classes, "touch_tol_m": touch_tol_m}
+    settings = load_settings({"same_unit": same_unit, **{k: v for k, v in given.items() if v is not None}})
     crs = compounds.crs
     _check_layer(compounds, "compounds", "compound_id", ("polygon",), None)
     _check_layer(roads, "roads", "", ("line",), crs)
@@ -337,7 +348,7 @@ def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
     reason = np.select([road_hit, other_hit, different, unknown_unit],
                        ["barrier_road", "barrier_other", "different_unit", "adjacent_unit_unknown"],
                        default="adjacent").astype(object)
-    texts = eligibility.load_rules()["adjacency_reasons"]
+    texts = load_toml("bundling.toml")["adjacency_reasons"]
     unit_names = _UNITS.get(unit, ("单元", "units", "unit"))
     fmt = {"gap": f"{gap:g}", "classes": "/".join(_road_classes()[c] for c in s["barrier_classes"]) or "道路",
            "unit": unit_names[0], "unit_en": unit_names[1], "unit_one": unit_names[2]}
@@ -573,7 +584,7 @@ def bundle(
     projects : revenue projects with ``project_id``.
     boundaries : optional 街道/社区 polygons (``level``, ``name``) filling missing unit names.
     barriers : optional rivers / rail (lines or polygons) that cut adjacency.
-    rules : overrides of the ``[bundling]`` settings (see :func:`bundle_rules`).
+    rules : overrides of the ``[bundling]`` settings (see :func:`load_settings`).
 
     Returns
     -------
@@ -600,11 +611,11 @@ def bundle(
     ...                      geometry=[shapely.LineString([(230, -50), (230, 150)])])
     >>> out, bundles, pairs = bundle(c, r)
     >>> bundles[["bundle_id", "member_ids", "households"]].values.tolist()
-    [['B001', 'a;b', 700.0], ['B002', 'c;d', 1100.0]]
+    [['B001', 'a;b', 700], ['B002', 'c;d', 1100]]
     >>> bundles["rationale_zh"].iloc[0]
     '2个相邻小区，同属和平里街道，间距≤30m'
     """
-    s = bundle_rules(rules)
+    s = load_settings(rules)
     crs = compounds.crs
     _check_layer(compounds, "compounds", "compound_id", ("polygon",), None)
     _check_layer(roads, "roads", "", ("line",), crs)
@@ -719,3 +730,7 @@ def bundle(
     tab["rationale_en"] = pd.Series([t[1] for t in texts], dtype=str, index=tab.index)
     bundles = gpd.GeoDataFrame(tab, geometry=dissolved, crs=crs)[BUNDLE_COLUMNS]
     return out, bundles, pairs
+
+
+#: Former name of :func:`load_settings`, kept so existing notebooks and scripts keep working.
+bundle_rules = load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="gis-planner",
         description="GIS planning for area-based renovation of old residential compounds (片区化老旧小区改造).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'gis-planner COMMAND --help' for a command's options and examples.",
+        epilog="Run 'gis-planner COMMAND --help' for a command's options and examples. Exit codes: 0 clean, "
+               "1 warnings only, 2 input or settings error, 3 internal error (--debug shows its traceback).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = add("sample", "write the deterministic sample district")
     s.add_argument("-o", "--out", default="layers/sample_district.gpkg", help="GeoPackage to write")
-    s.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
+    s.add_argument("--seed", type=int, default=None, help="random seed (default: the seed of data/sample_district.toml)")
 
     mp = add("map", "re-draw map.html of a finished run (no recomputation)")
     mp.add_argument("outdir", help="output folder of a finished run (with plan.gpkg)")
@@ -258,8 +260,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 def _cmd_map(args: argparse.Namespace) -> int:
     from . import maps
+    from .io import load_run
 
-    result = maps.load_run(args.outdir)
+    result = load_run(args.outdir)
     basemap = "config" if args.basemap is None else (None if args.basemap == "none" else args.basemap)
     m = maps.plan_map(result, lang=args.lang, basemap=basemap, tianditu_key=args.tianditu_key)
     path, size = maps.save_map(m, args.out or Path(args.outdir) / "map.html")
@@ -286,9 +289,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit codes of every command: 0 clean, 1 warnings only, 2 input or settings error, 3 internal error.
+EXIT_OK, EXIT_WARNINGS, EXIT_INPUT_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+
+
+def _log_internal_error(argv: list[str]) -> Path:
+    """Write the traceback of the exception being handled to a log file; return its path."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(tempfile.gettempdir()) / "gis-planner"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(f"gis-planner {' '.join(argv)}\n\n{traceback.format_exc()}", encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `gis-planner`; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of `gis-planner`; returns the exit code.
+
+    0 clean, 1 warnings only, 2 an input or settings error (the message names the file, layer, row and
+    field), 3 an internal error: one line naming the exception and the log file with the traceback
+    (``--debug`` prints the traceback instead).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = _parser().parse_args([a for a in argv if a != "--debug"])
     handler = {"run": _cmd_run, "validate": _cmd_validate, "from-osm": _cmd_from_osm,
                "sample": _cmd_sample, "demo": _cmd_demo, "batch": _cmd_batch,
                "map": _cmd_map}[args.command]
@@ -296,7 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except GisPlannerError as exc:
         print(f"error 错误: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted 已中断", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no raw traceback for a planner
+        if debug:
+            raise
+        log = _log_internal_error(argv)
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"internal error 内部错误: {type(exc).__name__}: {first} — details in {log} "
+              f"(run again with --debug to see the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import os
-import tomllib
+import tomllib  # for the user's plan.toml only; bundled data files are read through datafiles
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from .datafiles import load_toml
 
 __all__ = ["PlanConfig", "default_settings", "load_config"]
 
@@ -22,29 +21,30 @@ FREE_SECTIONS = ("layers", *STAGE_SECTIONS)
 
 
 def _check_stage_section(section: str, value: Any) -> None:
-    """Let the stage that owns ``section`` reject unknown keys and wrong types now, not mid-run."""
+    """Let the stage that owns ``section`` reject unknown keys and wrong types now, not mid-run.
+
+    Every stage has one ``load_settings(overrides)`` (the standards: ``load_standards``); ``[costs]`` belongs
+    to the eligibility stage.
+    """
     from . import bundling, eligibility, finance, siting, standards
 
-    checks = {
-        "standards": lambda v: standards.load_standards(v),
-        "eligibility": lambda v: eligibility.check_settings(rules=v),
-        "costs": lambda v: eligibility.check_settings(costs=v),
-        "bundling": lambda v: bundling.bundle_rules(v),
-        "siting": lambda v: siting.load_rules(v),
-        "finance": lambda v: finance.finance_settings(v),
+    given = dict(value)
+    if section == "costs":
+        eligibility.load_settings(costs=given)
+        return
+    loaders = {
+        "standards": standards.load_standards,
+        "eligibility": eligibility.load_settings,
+        "bundling": bundling.load_settings,
+        "siting": siting.load_settings,
+        "finance": finance.load_settings,
     }
-    checks[section](dict(value))
-
-
-@cache
-def _defaults() -> dict[str, Any]:
-    with resources.files("gis_planner").joinpath("data/defaults.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    loaders[section](given)
 
 
 def default_settings() -> dict[str, Any]:
     """A deep copy of the default settings (``data/defaults.toml``)."""
-    return copy.deepcopy(_defaults())
+    return load_toml("defaults.toml")
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class PlanConfig:
     settings : every section with defaults filled in (``settings["network"]["max_snap_m"]`` ...).
     standards : overrides of the facility standards, passed to the standards loader.
     stage_settings : the ``[eligibility]``, ``[costs]``, ``[bundling]``, ``[siting]`` and ``[finance]`` tables
-        as given (overrides of the defaults in ``data/eligibility.toml``, ``costs.toml``, ``siting.toml``,
-        ``finance.toml``).
+        as given (overrides of the defaults in ``data/eligibility.toml``, ``costs.toml``, ``bundling.toml``,
+        ``siting.toml``, ``finance.toml``).
     source : the plan.toml path, or None.
     given : the settings exactly as the user gave them (recorded in run.json).
     """
@@ -143,7 +143,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None, **o
         else:
             given[key] = value
     where = path.name if path else "plan settings"
-    defaults = _defaults()
+    defaults = default_settings()
     known = set(defaults) | set(FREE_SECTIONS)
     for key in given:
         if key not in known:

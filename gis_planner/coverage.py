@@ -13,6 +13,7 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 
 from ._errors import ConfigError, LayerError
+from .datafiles import default_setting
 from .network import (
     WalkGraph,
     attach_points,
@@ -21,6 +22,10 @@ from .network import (
     snap_points,
     walk_graph,
 )
+
+# Walk-time service areas share their geometry with the map: they live in service_areas.py (re-exported here
+# so that ``coverage.service_areas`` and ``coverage.reached_segments`` keep working).
+from .service_areas import reached_segments, service_areas
 from .standards import Standards, gaussian_decay, load_standards
 
 __all__ = [
@@ -150,8 +155,9 @@ def locate(
     *,
     standards: Standards | None = None,
     entrances: gpd.GeoDataFrame | None = None,
-    max_snap_m: float = 500.0,
+    max_snap_m: float | None = None,
     access: str = "nearest",
+    node_crossings: str | bool = "auto",
 ) -> Located:
     """Snap compounds (their entrances if given) and facilities onto the walking graph.
 
@@ -160,12 +166,15 @@ def locate(
     compounds : polygons with ``compound_id``.
     facilities : points or polygons with ``facility_id``, ``facility_type`` (key or Chinese name) and
         optional ``capacity``; None = no facilities.
-    graph : a :class:`~gis_planner.network.WalkGraph`, a roads layer (built with
-        :func:`~gis_planner.network.walk_graph`), or None for the straight-line fallback.
+    graph : a :class:`~gis_planner.network.WalkGraph`, a roads layer (then built with
+        :func:`~gis_planner.network.walk_graph` and ``node_crossings``, exactly as a run builds it), or None
+        for the straight-line fallback.
     standards : resolves facility type names (default: the bundled standards).
     entrances : optional points with ``compound_id``; a compound with entrances is reached through them,
         others through the point of their outline nearest the network (``access="centroid"``: centroid).
-    max_snap_m : snaps farther than this from a walkable road (metres) are refused and reported.
+    max_snap_m : snaps farther than this from a walkable road (metres) are refused and reported; default
+        ``[network] max_snap_m`` of ``data/defaults.toml``.
+    node_crossings : the ``[network] node_crossings`` setting used when ``graph`` is a roads layer.
 
     Returns
     -------
@@ -210,7 +219,9 @@ def locate(
         acc_comp, acc_geom, acc_label = acc_comp[order], acc_geom[order], acc_label[order]
 
     if isinstance(graph, gpd.GeoDataFrame):
-        graph = walk_graph(graph, non_walkable_classes=standards.network.get("non_walkable_classes"))
+        graph = walk_graph(graph, standards, node_crossings=node_crossings)
+    if max_snap_m is None:
+        max_snap_m = float(default_setting("network", "max_snap_m"))
     if graph is not None and not isinstance(graph, WalkGraph):
         raise TypeError(f"graph must be a WalkGraph, a roads GeoDataFrame or None, not {type(graph).__name__}")
     if graph is not None and graph.crs is not None and compounds.crs is not None and graph.crs != compounds.crs:
@@ -342,8 +353,9 @@ def assess(
     *,
     types: str | Sequence[str] | None = None,
     entrances: gpd.GeoDataFrame | None = None,
-    max_snap_m: float = 500.0,
+    max_snap_m: float | None = None,
     search_limit_m: float | None = None,
+    node_crossings: str | bool = "auto",
 ) -> pd.DataFrame:
     """Living-circle coverage: network distance from every compound to the nearest facility of each type.
 
@@ -364,9 +376,12 @@ def assess(
     types : a profile name (``"gb50180"``, ``"complete_community"``, ``"all"``) or a list of type keys;
         default: the standards' active profile.
     entrances : optional entrance points with ``compound_id``.
-    max_snap_m : refuse snaps farther than this from a walkable road (metres).
+    max_snap_m : refuse snaps farther than this from a walkable road (metres; default from
+        ``data/defaults.toml``).
     search_limit_m : the search stops at this network distance (metres); default the largest service radius
         of the types checked. Farther facilities are reported as ``beyond_search_limit`` (distance NaN).
+    node_crossings : the ``[network] node_crossings`` setting, when ``graph`` is a roads layer (the walking
+        graph is then built as :meth:`gis_planner.plan.Plan.run` builds it, so a notebook and a run agree).
 
     Returns
     -------
@@ -394,13 +409,14 @@ def assess(
     standards = standards or load_standards()
     keys = standards.profile_types(types)
     located = graph if isinstance(graph, Located) else locate(
-        compounds, facilities, graph, standards=standards, entrances=entrances, max_snap_m=max_snap_m)
+        compounds, facilities, graph, standards=standards, entrances=entrances, max_snap_m=max_snap_m,
+        node_crossings=node_crossings)
     ft = standards.facility_types.loc[keys]
     limit = float(ft["radius_m"].max()) if search_limit_m is None else float(search_limit_m)
     if limit < ft["radius_m"].max():
         raise ConfigError(f"search_limit_m {limit:g} m is below the largest service radius "
                           f"{ft['radius_m'].max():g} m of the types checked")
-    detour = float(standards.network.get("detour_factor", 1.3))
+    detour = float(standards.network["detour_factor"])
     if located.method != "network":
         warnings.warn(
             f"NO WALKING NETWORK: coverage distances are straight lines × detour factor {detour:g} "
@@ -631,8 +647,9 @@ def access_2sfca(
     *,
     types: Sequence[str] | None = None,
     entrances: gpd.GeoDataFrame | None = None,
-    max_snap_m: float = 500.0,
+    max_snap_m: float | None = None,
     catchment_factor: float | None = None,
+    node_crossings: str | bool = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Capacity-aware access: Gaussian two-step floating catchment area (2SFCA, Dai 2010).
 
@@ -658,11 +675,12 @@ def access_2sfca(
     """
     standards = standards or load_standards()
     located = graph if isinstance(graph, Located) else locate(
-        compounds, facilities, graph, standards=standards, entrances=entrances, max_snap_m=max_snap_m)
+        compounds, facilities, graph, standards=standards, entrances=entrances, max_snap_m=max_snap_m,
+        node_crossings=node_crossings)
     ft = standards.facility_types
     factor = float(catchment_factor if catchment_factor is not None
-                   else standards.network.get("catchment_factor", 1.0))
-    detour = float(standards.network.get("detour_factor", 1.3))
+                   else standards.network["catchment_factor"])
+    detour = float(standards.network["detour_factor"])
     cap = located.facility_capacity
     if types is None:
         with_ratio = set(ft.index[ft["capacity_per_1000_households"].notna()])
@@ -718,112 +736,3 @@ def access_2sfca(
     fac_df = fac_df.sort_values(["facility_type", "facility_id"], kind="stable").reset_index(drop=True)
     return comp_df, fac_df
 
-
-def reached_segments(
-    pu: np.ndarray, pv: np.ndarray, step: np.ndarray, length: np.ndarray,
-    du: np.ndarray, dv: np.ndarray, limit: float,
-) -> np.ndarray:
-    """The parts of edges walked within ``limit`` metres, as an (n, 2, 2) array of segment end points.
-
-    Parameters
-    ----------
-    pu, pv : (n, 2) coordinates of each edge's end nodes u and v (metres).
-    step : (n, 2) unit vector from u to v (zero for zero-length edges).
-    length : (n,) edge lengths (metres).
-    du, dv : (n,) network distance from the source(s) to u and to v (metres, inf if unreached).
-    limit : the walking distance of the band (metres).
-
-    Returns
-    -------
-    Whole edges reached from both ends (or fully from one), and the partial pieces reached from u or v.
-    """
-    ru = np.clip(np.where(du <= limit, limit - du, 0.0), 0.0, length)
-    rv = np.clip(np.where(dv <= limit, limit - dv, 0.0), 0.0, length)
-    full = (ru + rv >= length) & ((ru > 0) | (rv > 0) | ((length == 0) & (du <= limit)))
-    part_u = ~full & (ru > 0)
-    part_v = ~full & (rv > 0)
-    return np.concatenate([
-        np.stack([pu[full], pv[full]], axis=1),
-        np.stack([pu[part_u], pu[part_u] + ru[part_u, None] * step[part_u]], axis=1),
-        np.stack([pv[part_v] - rv[part_v, None] * step[part_v], pv[part_v]], axis=1),
-    ])
-
-
-def service_areas(
-    graph: WalkGraph | gpd.GeoDataFrame,
-    points: gpd.GeoDataFrame | gpd.GeoSeries,
-    minutes: Sequence[float] = (5, 10, 15),
-    speed_kmh: float | None = None,
-    *,
-    standards: Standards | None = None,
-    id_column: str | None = None,
-    buffer_m: float | None = None,
-    max_snap_m: float = 500.0,
-) -> gpd.GeoDataFrame:
-    """Walk-time service areas (isochrones) around points or polygons, from the street pieces reached.
-
-    Every edge reached within the band's distance is kept whole, an edge reached only part-way is cut at the
-    remaining distance (from either end), and the pieces are buffered by ``buffer_m`` and dissolved — no
-    convex hulls. Bands are nested (0–5, 0–10, 0–15 minutes).
-
-    Parameters
-    ----------
-    graph : WalkGraph or roads layer.
-    points : features (facilities or compounds) in the graph's CRS.
-    minutes : band limits in minutes.
-    speed_kmh : walking speed (default: the standards' speed).
-    id_column : column of ``points`` naming each feature (default: the index).
-    buffer_m : half-width of the area drawn around reached streets (default: standards network data, 25 m).
-    max_snap_m : features farther than this from a walkable road get an empty area (metres).
-
-    Returns
-    -------
-    GeoDataFrame: ``point_id, minutes, distance_m, speed_kmh, geometry`` — one row per feature and band,
-    sorted by point_id and minutes.
-    """
-    standards = standards or load_standards()
-    speed = float(speed_kmh or standards.speed_kmh)
-    buffer_m = float(buffer_m if buffer_m is not None else standards.network.get("isochrone_buffer_m", 25.0))
-    if isinstance(graph, gpd.GeoDataFrame):
-        graph = walk_graph(graph, non_walkable_classes=standards.network.get("non_walkable_classes"))
-    gs = points.geometry if isinstance(points, gpd.GeoDataFrame) else points
-    check_metric_crs(gs, "points")
-    ids = (points[id_column].astype(str).to_numpy() if id_column is not None
-           else np.asarray(points.index.astype(str)))
-    bands = np.sort(np.asarray(minutes, dtype=float))
-    limits = bands * speed * 1000.0 / 60.0
-    snaps = snap_points(graph, gs, max_snap_m=max_snap_m)
-    g2, nodes = attach_points(graph, snaps, leaf=True)
-    u, v, length = g2.edge_u, g2.edge_v, g2.edge_length
-    pu = np.c_[g2.x[u], g2.y[u]]
-    pv = np.c_[g2.x[v], g2.y[v]]
-    rec_id, rec_min, rec_dist, rec_geom = [], [], [], []
-    ok = np.flatnonzero(nodes >= 0)
-    chunk = max(1, int(4e6 // max(g2.n_nodes, 1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        step = np.where(length[:, None] > 0, (pv - pu) / length[:, None], 0.0)
-    for lo in range(0, len(ok), chunk):
-        rows = ok[lo:lo + chunk]
-        dist = np.atleast_2d(dijkstra(g2.matrix, directed=True, indices=nodes[rows], limit=limits[-1]))
-        for r, d in zip(rows, dist, strict=True):
-            du, dv = d[u], d[v]
-            for m, lim in zip(bands, limits, strict=True):
-                # metres of the edge reached from u and from v within the band
-                segs = reached_segments(pu, pv, step, length, du, dv, lim)
-                if len(segs):
-                    area = shapely.buffer(shapely.multilinestrings(shapely.linestrings(segs)), buffer_m)
-                else:
-                    area = shapely.buffer(shapely.points(snaps.loc[r, ["px", "py"]].to_numpy(float)), buffer_m)
-                rec_id.append(ids[r])
-                rec_min.append(m)
-                rec_dist.append(lim)
-                rec_geom.append(area)
-    for r in np.flatnonzero(nodes < 0):
-        for m, lim in zip(bands, limits, strict=True):
-            rec_id.append(ids[r])
-            rec_min.append(m)
-            rec_dist.append(lim)
-            rec_geom.append(None)
-    out = gpd.GeoDataFrame({"point_id": rec_id, "minutes": rec_min, "distance_m": rec_dist,
-                            "speed_kmh": speed}, geometry=rec_geom, crs=graph.crs)
-    return out.sort_values(["point_id", "minutes"], kind="stable").reset_index(drop=True)

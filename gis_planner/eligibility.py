@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-import tomllib
-from functools import cache
-from importlib import resources
+from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
@@ -14,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from gis_planner._errors import ConfigError, LayerError
+from gis_planner.datafiles import load_toml
 
 __all__ = [
-    "check_settings",
+    "load_settings",
     "screen",
     "admit_secondary",
     "rules_table",
@@ -51,20 +50,17 @@ _CONSENT_EPS = 1e-9
 
 
 # ----------------------------------------------------------------------------------------- data files
-@cache
-def _read_toml(name: str) -> dict:
-    with resources.files("gis_planner").joinpath("data", name).open("rb") as fh:
-        return tomllib.load(fh)
-
-
 def load_rules() -> dict:
-    """Return a fresh copy of ``data/eligibility.toml`` (settings, rules, classes, bundling)."""
-    return copy.deepcopy(_read_toml("eligibility.toml"))
+    """Return a fresh copy of ``data/eligibility.toml`` (settings, rules, status labels, classes), as bundled.
+
+    For the settings of a plan (defaults with its overrides applied and checked) use :func:`load_settings`.
+    """
+    return load_toml("eligibility.toml")
 
 
 def load_costs() -> dict:
-    """Return a fresh copy of ``data/costs.toml`` (unit costs per content class, CNY/m²)."""
-    return copy.deepcopy(_read_toml("costs.toml"))
+    """Return a fresh copy of ``data/costs.toml`` (unit costs per content class, CNY/m²), as bundled."""
+    return load_toml("costs.toml")
 
 
 def rules_table() -> pd.DataFrame:
@@ -81,7 +77,7 @@ def rules_table() -> pd.DataFrame:
     >>> t.loc[t.rule_id == "C-CONSENT", "source"].item()
     'DOMAIN.md §2.4 [003:21]'
     """
-    rules = _read_toml("eligibility.toml")["rules"]
+    rules = load_rules()["rules"]
     rows = [{"rule_id": rid, **{k: spec.get(k) for k in ("kind", "field", "text_zh", "text_en", "source",
                                                           "verified")}}
             for rid, spec in rules.items()]
@@ -108,7 +104,39 @@ def cost_table(costs: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _merge_settings(rules: dict | None) -> dict:
+def load_settings(overrides: Mapping[str, Any] | None = None, *,
+                  costs: Mapping[str, Any] | None = None) -> dict:
+    """The eligibility settings of a plan: ``data/eligibility.toml`` and ``data/costs.toml`` with overrides.
+
+    Parameters
+    ----------
+    overrides : the ``[eligibility]`` table of plan.toml: keys of ``[settings]`` (e.g.
+        ``{"primary_cutoff_year": 2006, "min_consent": 0.9}``) and ``classes`` (``unknown`` / ``bands``).
+    costs : the ``[costs]`` table of plan.toml: ``{class: CNY per m²}`` or ``{class: {"unit_cost_cny_m2": …,
+        "source": …}}`` (see :func:`cost_table`).
+
+    Returns
+    -------
+    dict with ``settings`` (merged), ``rules``, ``classes`` (merged), ``status`` (labels) and ``costs`` (the
+    merged unit-cost table per class).
+
+    Raises
+    ------
+    ConfigError naming the section (``eligibility`` / ``costs``) and key, for unknown keys, values of the
+    wrong type and values out of range. ``Plan`` calls this when a plan.toml is read, so a typo fails before
+    any work is done.
+
+    Examples
+    --------
+    >>> load_settings({"min_consent": 0.75})["settings"]["min_consent"]
+    0.75
+    >>> load_settings(costs={"basic": 300})["costs"]["basic"]["unit_cost_cny_m2"]
+    300.0
+    """
+    return {**_merge_settings(overrides), "costs": _merge_costs(costs)}
+
+
+def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
     data = load_rules()
     settings = data["settings"]
     classes = data["classes"]
@@ -143,7 +171,7 @@ def _merge_settings(rules: dict | None) -> dict:
     if bad:
         raise ConfigError(f"eligibility.disabled_rules: {bad} cannot be disabled; choose from "
                           f"{', '.join(sorted(switchable))}")
-    known_classes = set(_read_toml("costs.toml")["classes"])
+    known_classes = set(load_costs()["classes"])
     for band in classes["bands"]:
         if not {"name", "until", "classes"} <= set(band):
             raise ConfigError("eligibility.classes.bands: every band needs name, until and classes")
@@ -153,16 +181,7 @@ def _merge_settings(rules: dict | None) -> dict:
     return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"]}
 
 
-def check_settings(rules: dict | None = None, costs: dict | None = None) -> None:
-    """Raise :class:`ConfigError` for unknown keys or wrong types in eligibility rules or cost overrides.
-
-    ``Plan`` calls this when a plan.toml is read, so a typo fails before any work is done.
-    """
-    _merge_settings(rules)
-    _merge_costs(costs)
-
-
-def _merge_costs(costs: dict | None) -> dict:
+def _merge_costs(costs: Mapping[str, Any] | None) -> dict:
     table = load_costs()["classes"]
     for key, value in (costs or {}).items():
         if key not in table:
@@ -300,9 +319,9 @@ def screen(
     >>> out[["eligible", "reasons", "renovation_classes", "cost_cny"]].values.tolist()
     [[True, 'E-YEAR-PRIMARY;N-CONSENT-NOT-SURVEYED', '基础;完善;提升', 8000000.0], [False, 'X-YEAR-LATE', '', nan]]
     """
-    cfg = _merge_settings(rules)
+    cfg = load_settings(rules, costs=costs)
     s = cfg["settings"]
-    table = _merge_costs(costs)
+    table = cfg["costs"]
     _check_ids(compounds)
     n = len(compounds)
     if year is None:
@@ -419,14 +438,17 @@ def admit_secondary(compounds: gpd.GeoDataFrame, pairs: pd.DataFrame) -> gpd.Geo
                       adj.loc[adj["compound_a"].isin(primary_ids), "compound_b"]])
     admitted = cand & ids.isin(near).to_numpy()
     rejected = cand & ~admitted
-    status = _read_toml("eligibility.toml")["status"]
+    data = load_rules()
+    status, order = data["status"], list(data["rules"])
     out.loc[admitted, "eligible"] = True
     out.loc[admitted, "eligibility"] = "eligible"
     out.loc[admitted, "eligibility_zh"] = status["eligible"]["text_zh"]
-    out.loc[admitted, "reasons"] = out.loc[admitted, "reasons"].map(lambda r: _add_reason(r, "B-ADJACENT-PRIMARY"))
+    out.loc[admitted, "reasons"] = out.loc[admitted, "reasons"].map(
+        lambda r: _add_reason(r, "B-ADJACENT-PRIMARY", order))
     out.loc[rejected, "eligibility"] = "excluded"
     out.loc[rejected, "eligibility_zh"] = status["excluded"]["text_zh"]
-    out.loc[rejected, "reasons"] = out.loc[rejected, "reasons"].map(lambda r: _add_reason(r, "X-NOT-ADJACENT"))
+    out.loc[rejected, "reasons"] = out.loc[rejected, "reasons"].map(
+        lambda r: _add_reason(r, "X-NOT-ADJACENT", order))
     for col in [c for c in out.columns if c.startswith("cost_") and c.endswith("_cny")]:
         out.loc[rejected, col] = np.nan
     if "renovation_classes" in out.columns:
@@ -434,8 +456,7 @@ def admit_secondary(compounds: gpd.GeoDataFrame, pairs: pd.DataFrame) -> gpd.Geo
     return out
 
 
-def _add_reason(reasons: Any, rid: str) -> str:
-    """Insert ``rid`` into a ';'-joined reasons string keeping the rules-file order."""
-    order = list(_read_toml("eligibility.toml")["rules"])
+def _add_reason(reasons: Any, rid: str, order: list[str]) -> str:
+    """Insert ``rid`` into a ';'-joined reasons string keeping ``order`` (the rules-file order of rule ids)."""
     have = [r for r in str(reasons or "").split(";") if r] + [rid]
     return ";".join(sorted(set(have), key=lambda r: order.index(r) if r in order else len(order)))

@@ -7,7 +7,6 @@ target folder, which is then renamed over the target, so a crash never leaves ha
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -21,12 +20,16 @@ import pyogrio
 
 from . import _postgis
 from ._errors import InvalidLayersError, LayerError
+from .manifest import file_sha256
 from .schema import LAYER_NAMES, Layers, ValidationReport, validate_layers
 
 __all__ = [
     "atomic_path",
     "detect_dbf_encoding",
     "file_sha256",
+    "load_run",
+    "neutralise_text",
+    "restore_text",
     "read_layer",
     "read_layers",
     "write_csv",
@@ -86,11 +89,55 @@ def write_layers(layers: Mapping[str, gpd.GeoDataFrame], path: str | os.PathLike
     return path
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV Injection"): ``=``, ``+``,
+#: ``-``, ``@``, tab and carriage return.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_text(values: pd.Series) -> pd.Series:
+    """Text cells that a spreadsheet would run as a formula, prefixed with ``'`` (OWASP CSV injection advice).
+
+    Only text is touched: numbers stay numbers, and a text cell is prefixed only when it begins with one of
+    :data:`FORMULA_TRIGGERS` (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``). :func:`restore_text` undoes it.
+    """
+    risky = _starts_with(values, FORMULA_TRIGGERS)
+    if risky is None or not risky.any():
+        return values
+    out = values.copy()
+    out[risky] = "'" + values[risky].astype(str)
+    return out
+
+
+def _starts_with(values: pd.Series, prefixes: tuple[str, ...]) -> pd.Series | None:
+    """Which text cells start with one of ``prefixes`` (None for a column without text)."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return None
+    try:
+        return values.str.startswith(prefixes, na=False).astype(bool)
+    except AttributeError:  # an object column holding no text at all (e.g. booleans)
+        return None
+
+
+def restore_text(values: pd.Series) -> pd.Series:
+    """Undo :func:`neutralise_text` on a column read back from one of our CSV files."""
+    marked = _starts_with(values, tuple("'" + t for t in FORMULA_TRIGGERS))
+    if marked is None or not marked.any():
+        return values
+    out = values.copy()
+    out[marked] = values[marked].astype(str).str[1:]
+    return out
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a table as UTF-8 CSV with a BOM (so Excel shows Chinese), atomically."""
+    """Write a table as UTF-8 CSV with a BOM (so Excel shows Chinese), atomically.
+
+    Text cells that Excel or WPS would run as a formula (``=…``, ``+…``, ``-…``, ``@…``, tab, CR) are written
+    with a leading ``'`` (:func:`neutralise_text`); numeric columns are written as numbers.
+    """
     path = Path(path)
+    safe = df.apply(neutralise_text) if len(df.columns) else df
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
+        safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
     return path
 
 
@@ -110,15 +157,6 @@ def write_postgis(result: Any, url: str, *, schema: str | None = None) -> list[s
     The table names written. A failure leaves the previous tables of the schema intact.
     """
     return _postgis.write_tables(result, url, schema=schema)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (used to prove inputs are never modified, and in run.json)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def detect_dbf_encoding(shp_path: str | os.PathLike) -> tuple[str, str]:
@@ -519,3 +557,62 @@ def write_xlsx(
             wb.add_worksheet("Sheet")
         wb.close()
     return path
+
+
+def load_run(outdir: str | os.PathLike) -> Any:
+    """A finished run read back from ``OUTDIR`` (``plan.gpkg``, CSV tables, ``run.json``) for re-drawing.
+
+    Returns an object with ``outputs``, ``tables``, ``layers`` (roads, projects and boundaries re-read from
+    the run's input GeoPackage when it still exists), ``config`` (name, settings and standards overrides) and
+    ``standards`` (the bundled standards with the run's recorded overrides) — enough for
+    :func:`gis_planner.maps.plan_map`, ``bundle_map``, ``coverage_map`` and the reports; nothing is recomputed.
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``OUTDIR`` holds no ``plan.gpkg``.
+    ConfigError
+        when the standards overrides recorded in ``run.json`` no longer load (a key the bundled standards
+        dropped): the map would otherwise be drawn with other standards than the run's.
+    """
+    import json
+    from types import SimpleNamespace
+
+    from ._errors import ConfigError
+    from .standards import load_standards
+
+    outdir = Path(outdir)
+    gpkg = outdir / "plan.gpkg"
+    if not gpkg.exists():
+        raise FileNotFoundError(f"{gpkg}: not found — is {outdir} the output folder of a finished run?")
+    outputs = {name: read_layer(gpkg, name) for name, _ in pyogrio.list_layers(gpkg)}
+    tables = {}
+    for csv in sorted(outdir.glob("*.csv")):
+        if csv.name.startswith("."):  # a temporary file a killed writer left behind, never a table
+            continue
+        table = pd.read_csv(csv, encoding="utf-8-sig", dtype={"compound_id": str, "bundle_id": str,
+                                                               "project_id": str, "facility_id": str})
+        tables[csv.stem] = table.apply(restore_text) if len(table.columns) else table
+    manifest = json.loads((outdir / "run.json").read_text(encoding="utf-8")) if (outdir / "run.json").exists() else {}
+    recorded = manifest.get("config") or {}
+    effective = recorded.get("effective") or {}
+    layers = SimpleNamespace(roads=None, projects=None, boundaries=None, compounds=outputs.get("compounds"))
+    crs = outputs["compounds"].crs if "compounds" in outputs else None
+    for src in (manifest.get("inputs") or {}):
+        p = Path(src)
+        if p.suffix.lower() != ".gpkg" or not p.exists():
+            continue
+        names = {n for n, _ in pyogrio.list_layers(p)}
+        for name in ("roads", "projects", "boundaries"):
+            if name in names and getattr(layers, name) is None:
+                g = read_layer(p, name)
+                setattr(layers, name, g.to_crs(crs) if crs is not None and g.crs is not None else g)
+    overrides = recorded.get("standards_overrides")
+    try:
+        standards = load_standards(overrides or None)
+    except ConfigError as exc:
+        raise ConfigError(f"{outdir / 'run.json'}: the run's standards overrides no longer load: {exc}") from exc
+    config = SimpleNamespace(name=manifest.get("plan") or effective.get("name") or outdir.name,
+                             settings=effective, standards=overrides)
+    return SimpleNamespace(outputs=outputs, tables=tables, layers=layers, config=config, standards=standards,
+                           graph=None, outdir=outdir)

@@ -13,6 +13,8 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from ._errors import ConfigError, LayerError
+from .datafiles import default_setting
+from .standards import Standards, load_standards
 
 __all__ = [
     "WalkGraph",
@@ -170,27 +172,32 @@ def _row_label(roads: gpd.GeoDataFrame, pos: int) -> str:
 
 def walk_graph(
     roads: gpd.GeoDataFrame,
+    standards: Standards | None = None,
     *,
+    node_crossings: str | bool = "auto",
     non_walkable_classes: list[str] | tuple[str, ...] | None = None,
-    node_crossings: bool = True,
-    precision_m: float = 0.001,
+    precision_m: float | None = None,
 ) -> WalkGraph:
-    """Build the walking graph from a roads layer.
+    """Build the walking graph from a roads layer — the one recipe every stage, batch run and map uses.
 
     Lines are cut into straight segments at every vertex; vertices closer than ``precision_m`` become one
-    node (so lines sharing a vertex are joined). With ``node_crossings``, lines that cross or touch without
-    sharing a vertex (a T-junction drawn onto the middle of another street, an X crossing) are split at the
-    intersection too. One-way tags are ignored (pedestrians walk both ways); every connected component is
-    kept.
+    node (so lines sharing a vertex are joined). Where crossings are noded (see :func:`crossings_noded`),
+    lines that cross or touch without sharing a vertex (a T-junction drawn onto the middle of another street,
+    an X crossing) are split at the intersection too. One-way tags are ignored (pedestrians walk both ways);
+    every connected component is kept.
 
     Parameters
     ----------
     roads : line layer in a metric CRS with ``road_class`` and optional ``walkable`` (null = walkable) and
         ``road_id`` columns.
-    non_walkable_classes : ``road_class`` values pedestrians cannot use (dropped).
-    node_crossings : split lines where they cross without a shared vertex. Use False for OpenStreetMap data,
-        where such crossings are bridges or tunnels and streets meet at shared nodes.
-    precision_m : coordinate tolerance in metres for merging vertices and detecting crossings.
+    standards : the run's standards; ``[network] non_walkable_classes`` and ``precision_m`` of
+        ``data/standards.toml`` come from it (None: the bundled standards).
+    node_crossings : the ``[network] node_crossings`` setting: ``"auto"`` (split crossings unless every
+        ``road_id`` comes from OpenStreetMap, whose crossings without a shared node are bridges and tunnels),
+        ``"yes"`` / ``"no"``, or a bool.
+    non_walkable_classes : ``road_class`` values pedestrians cannot use (dropped); overrides the standards'.
+    precision_m : coordinate tolerance in metres for merging vertices and detecting crossings; overrides
+        the standards'.
 
     Returns
     -------
@@ -209,7 +216,17 @@ def walk_graph(
     >>> g = walk_graph(roads)
     >>> g.n_nodes, g.n_edges, float(g.edge_length.sum())
     (5, 4, 200.0)
+    >>> walk_graph(roads, node_crossings="no").n_edges
+    2
     """
+    if standards is None:
+        standards = load_standards()
+    if non_walkable_classes is None:
+        non_walkable_classes = standards.network["non_walkable_classes"]
+    if precision_m is None:
+        precision_m = float(standards.network["precision_m"])
+    if isinstance(roads, gpd.GeoDataFrame) and not isinstance(node_crossings, bool):
+        node_crossings = crossings_noded(roads, node_crossings)
     if not isinstance(roads, gpd.GeoDataFrame):
         raise LayerError(f"layer 'roads': expected a GeoDataFrame, got {type(roads).__name__}")
     check_metric_crs(roads, "roads")
@@ -410,7 +427,7 @@ def snap_points(
     graph: WalkGraph,
     geometry: gpd.GeoSeries | np.ndarray,
     *,
-    max_snap_m: float = 500.0,
+    max_snap_m: float | None = None,
     access: str = "nearest",
     search_m: float = 50.0,
 ) -> pd.DataFrame:
@@ -447,6 +464,8 @@ def snap_points(
     elif access != "nearest":
         raise ValueError(f"access must be 'nearest' or 'centroid', got {access!r}")
     out.loc[missing, "reason"] = "no geometry"
+    if max_snap_m is None:
+        max_snap_m = float(default_setting("network", "max_snap_m"))
     if graph.n_edges == 0:
         out.loc[~missing, "reason"] = "no walkable road"
         return out

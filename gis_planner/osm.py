@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,8 @@ import pandas as pd
 import shapely
 
 from gis_planner._errors import ConfigError, LayerError
+from gis_planner.datafiles import load_toml
+from gis_planner.schema import layer_spec
 
 __all__ = ["OsmReport", "read_osm", "import_osm", "load_osm_tags", "SUPPORTED_SUFFIXES", "LAYER_NAMES"]
 
@@ -147,8 +147,7 @@ def load_osm_tags(params: dict[str, Any] | None = None) -> dict[str, Any]:
     -------
     The mapping as a dict; ``cfg["estimate"]`` holds the numeric parameters in effect.
     """
-    text = resources.files("gis_planner.data").joinpath("osm_tags.toml").read_text(encoding="utf-8")
-    cfg = tomllib.loads(text)
+    cfg = load_toml("osm_tags.toml")
     est = cfg["estimate"]
     allowed = sorted(k for k in est if not k.endswith("_source"))
     for key, value in (params or {}).items():
@@ -161,11 +160,6 @@ def load_osm_tags(params: dict[str, Any] | None = None) -> dict[str, Any]:
             raise ConfigError("osm params: m2_per_household must be > 0")
         est[key] = float(value)
     return cfg
-
-
-def _schema_year_min() -> int:
-    text = resources.files("gis_planner.data").joinpath("schema.toml").read_text(encoding="utf-8")
-    return int(tomllib.loads(text)["layers"]["compounds"]["fields"]["build_year"].get("min", 1900))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -485,7 +479,8 @@ def _compounds(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> 
     metric = _metric_crs(gpd.GeoSeries(geoms, crs="EPSG:4326"))
     report.metric_crs = metric.to_string() if hasattr(metric, "to_string") else str(metric)
     est = _estimate(geoms, scan, cfg, metric)
-    year_min = _schema_year_min()
+    fields = layer_spec("compounds")["fields"]  # the schema's ranges bound the estimates
+    year_min = int(fields["build_year"]["min"])
     years = []
     for oid, _, tags in recs:
         y = _parse_year(tags, comp["year_tags"])
@@ -524,7 +519,8 @@ def _compounds(scan: _Scan, cfg: dict, box: tuple | None, report: OsmReport) -> 
         if cut:
             report.warnings.append(
                 f"{cut} compound(s) cross the clipping box: their estimates cover only the part inside")
-    if (est["households"] > 50000).any() or (est["floor_area_m2"] > 5_000_000).any():
+    if (est["households"] > fields["households"]["max"]).any() \
+            or (est["floor_area_m2"] > fields["floor_area_m2"]["max"]).any():
         report.warnings.append("some estimated households / floor areas exceed the schema maximum; "
                                "check the landuse=residential polygons (a whole district mapped as one?)")
     n_far = int((est["method"] == "far").sum())

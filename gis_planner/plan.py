@@ -1,4 +1,10 @@
-"""Plan (settings + layers) → PlanResult: the only orchestration of the pipeline stages."""
+"""Plan (settings + layers) → PlanResult: the only orchestration of the pipeline stages.
+
+The stages themselves are plain functions in :mod:`gis_planner.stages` (explicit inputs → a typed record);
+this module runs them in order, builds the walking graph once and passes it on, and publishes each record's
+layers and tables into the :class:`PlanResult` it returns. ``batch.py`` runs partitions through the same
+functions.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,6 @@ import dataclasses
 import html
 import json
 import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,50 +21,69 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from . import __version__
+from . import outdir as outdirs
+from . import stages
+from ._errors import ConfigError
 from .config import PlanConfig, load_config
-from .io import atomic_path, file_sha256, read_layers, write_csv, write_layers, write_xlsx
+from .finance import MODES, FinanceResult
+from .io import atomic_path, read_layers, write_csv, write_layers, write_xlsx
+from .manifest import run_manifest
+from .network import WalkGraph
 from .schema import Layers
-from .standards import load_standards
+from .siting import SitingResult
+from .standards import Standards, load_standards
 
-__all__ = ["Plan", "PlanResult", "STAGES", "run_stages"]
+__all__ = ["Plan", "PlanResult", "STAGES", "run_manifest", "run_stages"]
 
 ProgressFn = Callable[[int, int, str, str], None]
 
 
 @dataclass
 class PlanResult:
-    """Everything a run produced.
+    """Everything a run produced: a typed record built by :class:`Plan` (and ``batch``), never by a stage.
 
     Attributes
     ----------
     config : the validated settings.
     layers : the validated input layers (metric CRS).
-    outputs : output layers by name (``compounds``, ``bundles``, ``vacant``, ``facilities``, ...).
-    tables : output tables by name (``coverage``, ``bundles`` ...), written as CSV.
-    workbooks : XLSX workbooks by file stem (``ledger``): ``(sheets, Chinese headers)``.
     standards : the facility standards of the run (bundled data with the plan's overrides).
-    timings : seconds per stage.
-    messages : warnings and notes gathered during the run, in order.
-    outdir : where the run was written, if it was.
+    graph : the walking graph every stage of the run used (:func:`gis_planner.network.walk_graph` with the
+        plan's ``[network] node_crossings``), None without roads or before the coverage stage.
+    outputs : the output layers by name (``compounds``, ``bundles``, ``vacant``, ``facilities``,
+        ``proposed_facilities``, ``pairings``), as written to ``plan.gpkg``.
+    tables : the output tables by name (``coverage``, ``bundles`` …), as written to CSV.
+    workbooks : XLSX workbooks by file stem (``ledger``): ``(sheets, Chinese headers)``.
+    coverage : the coverage stage's record (located features, table, 2SFCA, snaps), or None.
+    bundling : the bundling stage's record, or None.
+    siting : the siting stage's result (problem, solution, candidates), or None.
+    finance : the funding balance (:class:`gis_planner.finance.FinanceResult`), or None.
     siting_pairs : covering pairs (``siting.covering_pairs``) computed beforehand, e.g. merged from batch
         partitions; the siting stage then does not search the network again.
+    timings : seconds per stage.
+    messages : warnings and notes gathered during the run, in order.
+    outdir : where the run was written, if it was; map_bytes : size of ``map.html`` once written.
     """
 
     config: PlanConfig
     layers: Layers
+    standards: Standards
+    graph: WalkGraph | None = None
     outputs: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     workbooks: dict[str, tuple[dict[str, pd.DataFrame], dict[str, str]]] = field(default_factory=dict)
+    coverage: stages.CoverageStage | None = None
+    bundling: stages.BundlingStage | None = None
+    siting: SitingResult | None = None
+    finance: FinanceResult | None = None
+    siting_pairs: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     outdir: Path | None = None
-    standards: Any = None
-    graph: Any = None
-    finance: Any = None
-    siting: Any = None
     map_bytes: int | None = None
-    siting_pairs: Any = None
+
+    def __repr__(self) -> str:
+        return (f"PlanResult(plan={self.config.name!r}, outputs={sorted(self.outputs)}, "
+                f"tables={len(self.tables)}, stages={[k for k in self.timings]})")
 
     # ----------------------------------------------------------------- summaries
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -104,14 +127,11 @@ class PlanResult:
                              f"{d['households_covered_after'].sum() / hh:.1%} of type × household",
                              "选址后覆盖率(户加权)"))
         if "bundles" in self.outputs and "balance_mode" in self.outputs["bundles"].columns:
-            from .finance import MODES
-
             b = self.outputs["bundles"]
             counts = b["balance_mode"].value_counts()
-            modes = self.finance.settings["modes"] if self.finance is not None else {}
             for mode in MODES:
                 rows.append((f"  balance: {mode}", f"{int(counts.get(mode, 0))} bundles",
-                             modes.get(mode, {}).get("name_zh", "")))
+                             self.finance.mode_name_zh(mode) if self.finance is not None else ""))
         if "pairings" in self.tables:
             p = self.tables["pairings"]
             amount = float(p["amount_cny"].sum()) if len(p) else 0.0
@@ -149,35 +169,48 @@ class PlanResult:
                 f"<p>{html.escape(', '.join(f'{k} {v:.2f} s' for k, v in self.timings.items()))}</p></div>")
 
     # ----------------------------------------------------------------- writing
-    def write(self, outdir: str | os.PathLike) -> Path:
-        """Write ``plan.gpkg``, the CSV tables and ``run.json`` into ``outdir`` (each file atomically)."""
-        outdir = Path(outdir)
-        t0 = time.perf_counter()
-        outdir.mkdir(parents=True, exist_ok=True)
+    def write(self, outdir: str | os.PathLike, *, carry: Sequence[str] = ()) -> Path:
+        """Write ``plan.gpkg``, the CSV tables, workbooks, map, reports and ``run.json`` into ``outdir``.
+
+        Everything is written into a staging folder beside ``outdir`` which then replaces the previous run's
+        folder whole (:mod:`gis_planner.outdir`): a folder never mixes two runs, and a crash leaves the previous
+        outputs intact. A non-empty folder that is not a gis_planner run's output is refused.
+
+        Parameters
+        ----------
+        outdir : the output folder.
+        carry : entries of the previous output folder to keep (a batch run keeps ``partitions``).
+        """
+        t_start = time.perf_counter()
+        with outdirs.staged(outdir, carry=carry) as staging:
+            self._write_into(staging, t_start)
+        self.outdir = Path(outdir)
+        return self.outdir
+
+    def _write_into(self, folder: Path, t_start: float) -> None:
         layers = {name: _sorted_layer(gdf, name) for name, gdf in self.outputs.items()}
-        write_layers(layers, outdir / "plan.gpkg")
+        write_layers(layers, folder / "plan.gpkg")
         for name, table in self.tables.items():
-            write_csv(_presentable(table), outdir / f"{name}.csv")
+            write_csv(_presentable(table), folder / f"{name}.csv")
         for name, (sheets, headers) in self.workbooks.items():
-            write_xlsx(sheets, outdir / f"{name}.xlsx", headers=headers)
-        self.outdir = outdir
-        self.timings["write"] = time.perf_counter() - t0
-        self._write_manifest(outdir)  # the map and reports link it; rewritten below with their timings
+            write_xlsx(sheets, folder / f"{name}.xlsx", headers=headers)
+        self.outdir = folder
+        self.timings["write"] = time.perf_counter() - t_start
+        self._write_manifest(folder)  # the map and reports link it; rewritten below with their timings
         map_cfg = self.config.settings["map"]
         if map_cfg["enabled"]:
             from .maps import write_run_map
 
             t0 = time.perf_counter()
-            _, self.map_bytes = write_run_map(self, outdir)
+            _, self.map_bytes = write_run_map(self, folder)
             self.timings["map"] = time.perf_counter() - t0
         if map_cfg["reports"]:
             from .report import write_reports
 
             t0 = time.perf_counter()
-            write_reports(self, outdir)
+            write_reports(self, folder)
             self.timings["reports"] = time.perf_counter() - t0
-        self._write_manifest(outdir)
-        return outdir
+        self._write_manifest(folder)
 
     def _write_manifest(self, outdir: Path) -> None:
         manifest = run_manifest(self)
@@ -211,61 +244,6 @@ def _sorted_layer(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     if key and key in gdf.columns:
         return gdf.sort_values(key, kind="stable").reset_index(drop=True)
     return gdf.reset_index(drop=True)
-
-
-def _versions() -> dict[str, str]:
-    import networkx
-    import numpy
-    import pyogrio
-    import pyproj
-    import scipy
-    import shapely
-
-    return {
-        "gis_planner": __version__, "python": platform.python_version(), "geopandas": gpd.__version__,
-        "shapely": shapely.__version__, "pyproj": pyproj.__version__, "pyogrio": pyogrio.__version__,
-        "gdal": pyogrio.__gdal_version_string__, "numpy": numpy.__version__, "pandas": pd.__version__,
-        "scipy": scipy.__version__, "networkx": networkx.__version__,
-    }
-
-
-def _input_files(result: PlanResult) -> dict[str, dict[str, Any]]:
-    files: dict[str, dict[str, Any]] = {}
-    layers_src = result.config.layers
-    paths: list[str] = []
-    if isinstance(layers_src, str):
-        paths.append(layers_src)
-    elif isinstance(layers_src, Mapping):
-        paths += [s if isinstance(s, str) else s["path"] for s in layers_src.values()]
-    for p in sorted(set(paths)):
-        if os.path.exists(p):
-            files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}
-    if result.config.source is not None:
-        p = str(result.config.source)
-        files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}
-    return files
-
-
-def run_manifest(result: PlanResult) -> dict[str, Any]:
-    """The content of ``run.json``: inputs and their hashes, settings, versions, timings, outputs."""
-    return {
-        "plan": result.config.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
-        "inputs": _input_files(result),
-        "layer_sources": result.layers.sources,
-        "config": {"given": result.config.given, "effective": result.config.settings,
-                   "standards_overrides": result.config.standards},
-        "crs": result.layers.crs.to_string() if result.layers.crs else None,
-        "versions": _versions(),
-        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
-        "validation": {"errors": len(result.layers.report.errors),
-                       "warnings": [p.message for p in result.layers.report.warnings],
-                       "notes": result.layers.report.notes},
-        "messages": result.messages,
-        "outputs": {"layers": {k: len(v) for k, v in result.outputs.items()},
-                    "tables": {k: len(v) for k, v in result.tables.items()}},
-    }
 
 
 class Plan:
@@ -312,8 +290,6 @@ class Plan:
         """Read and validate the input layers (cached)."""
         if self._layers is None:
             if self.config.layers is None:
-                from ._errors import ConfigError
-
                 raise ConfigError("no layers given: pass a layers GeoPackage (--layers) or set 'layers' in plan.toml")
             metric = self.config.settings["crs"]["metric"]
             vocabulary = self.standards.vocabulary()
@@ -332,6 +308,9 @@ class Plan:
             "coverage"]``), in pipeline order; :func:`run_stages` continues with the others later.
         """
         keys = _stage_keys(stages)
+        write = outdir is not None and self.config.settings["run"]["write_outputs"]
+        if write:
+            outdirs.check_writable(outdir)  # a read-only or foreign folder fails now, not after the computation
         timings: dict[str, float] = {}
         total = len(keys) + 1 + (1 if outdir is not None else 0)
         if progress:
@@ -339,7 +318,7 @@ class Plan:
         t0 = time.perf_counter()
         layers = self.load_layers()
         timings["read"] = time.perf_counter() - t0
-        result = PlanResult(config=self.config, layers=layers, timings=timings, standards=self.standards)
+        result = PlanResult(config=self.config, layers=layers, standards=self.standards, timings=timings)
         result.messages.extend(str(p) for p in layers.report.warnings)
         result.outputs["compounds"] = layers.compounds.copy()
         for name in ("vacant", "facilities"):
@@ -347,105 +326,59 @@ class Plan:
             if g is not None:
                 result.outputs[name] = g.copy()
         run_stages(result, keys, progress=progress, first=2, total=total)
-        if outdir is not None and self.config.settings["run"]["write_outputs"]:
+        if write:
             if progress:
                 progress(total, total, "write", "write outputs, map and reports 写出成果、地图与评审材料")
             result.write(outdir)
         return result
 
 
-def _stage_eligibility(result: PlanResult) -> None:
-    from . import eligibility
-
-    settings = result.config.stage_settings
-    result.outputs["compounds"] = eligibility.screen(
-        result.outputs["compounds"], settings.get("eligibility") or None, costs=settings.get("costs") or None)
-
-
-def _stage_coverage(result: PlanResult) -> None:
-    import warnings
-
-    from . import coverage, network
-
-    cfg = result.config.settings
-    st = result.standards
-    layers = result.layers
-    roads = layers.roads
-    graph = None
-    if roads is not None and len(roads):
-        graph = network.walk_graph(roads, non_walkable_classes=st.network["non_walkable_classes"],
-                                   node_crossings=network.crossings_noded(roads, cfg["network"]["node_crossings"]))
-    result.graph = graph
-    facilities = layers.facilities if layers.facilities is not None else layers.compounds.iloc[:0].assign(
-        facility_id=pd.Series(dtype=str), facility_type=pd.Series(dtype=str))
-    compounds = result.outputs["compounds"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        located = coverage.locate(compounds, facilities, graph, standards=st, entrances=layers.entrances,
-                                  max_snap_m=cfg["network"]["max_snap_m"])
-        limit = cfg["coverage"]["search_limit_m"] or None
-        table = coverage.assess(compounds, facilities, located, st, types=cfg["coverage"]["profile"],
-                                search_limit_m=limit)
-        access, facility_load = coverage.access_2sfca(compounds, facilities, located, st)
-    for w in caught:
-        result.messages.append(f"coverage: {w.message}")
-    result.outputs["compounds"] = coverage.add_coverage_columns(compounds, table, access=access)
-    result.tables["coverage"] = table
-    result.tables["coverage_summary"] = coverage.summarise(table, compounds, standards=st)
-    if "subdistrict" in compounds.columns:  # optional field: no 街道 summary without it
-        result.tables["coverage_by_subdistrict"] = coverage.summarise(table, compounds, by="subdistrict",
-                                                                      standards=st)
-    result.tables["coverage_by_tier"] = coverage.summarise(table, compounds, standards=st, level="tier")
-    result.tables["coverage_gaps"] = coverage.gap_list(table, compounds, standards=st)
-    result.tables["access_2sfca"] = access
-    result.tables["facility_load_2sfca"] = facility_load
-    snaps = coverage.snap_report(located)
-    result.tables["snaps"] = snaps
-    refused = int((~snaps["ok"].astype(bool)).sum()) if len(snaps) else 0
-    if refused:
-        result.messages.append(f"coverage: {refused} snap(s) refused (farther than "
-                               f"{cfg['network']['max_snap_m']:.0f} m from a walkable road); see snaps.csv")
+def walking_graph(result: PlanResult) -> WalkGraph | None:
+    """The run's walking graph, built once (:func:`gis_planner.stages.walking_graph`) and kept on the result."""
+    if result.graph is None:
+        result.graph = stages.walking_graph(result.layers, result.standards, result.config)
+    return result.graph
 
 
-def _stage_bundling(result: PlanResult) -> None:
-    from . import bundling
-
-    layers = result.layers
-    compounds, bundles, pairs = bundling.bundle(
-        result.outputs["compounds"], layers.roads, layers.vacant, layers.projects, layers.boundaries,
-        rules=result.config.stage_settings.get("bundling") or None)
-    result.outputs["compounds"] = compounds
+def _publish_bundles(result: PlanResult, bundles: gpd.GeoDataFrame) -> None:
     result.outputs["bundles"] = bundles
     result.tables["bundles"] = pd.DataFrame(bundles.drop(columns=bundles.geometry.name))
-    result.tables["adjacency"] = pairs
+
+
+def _run_eligibility(result: PlanResult) -> None:
+    result.outputs["compounds"] = stages.screen(result.outputs["compounds"], result.config)
+
+
+def _run_coverage(result: PlanResult) -> None:
+    cov = stages.assess_coverage(result.outputs["compounds"], result.layers, walking_graph(result),
+                                 result.standards, result.config)
+    result.coverage = cov
+    result.outputs["compounds"] = cov.compounds
+    result.tables.update(cov.tables)
+    result.messages.extend(cov.messages)
+
+
+def _run_bundling(result: PlanResult) -> None:
+    res = stages.bundle(result.outputs["compounds"], result.layers, result.config)
+    result.bundling = res
+    result.outputs["compounds"] = res.compounds
+    _publish_bundles(result, res.bundles)
+    result.tables["adjacency"] = res.adjacency
     if "coverage" in result.tables:
-        from . import coverage
-
-        st = result.standards
-        bundled = compounds[compounds["bundle_id"].notna()]
-        table = result.tables["coverage"]
-        table = table[table["compound_id"].isin(bundled["compound_id"])]
-        result.tables["coverage_by_bundle"] = coverage.summarise(table, bundled, by="bundle_id", standards=st)
+        result.tables["coverage_by_bundle"] = stages.bundle_coverage(result.tables["coverage"], res.compounds,
+                                                                     result.standards)
 
 
-def _stage_siting(result: PlanResult) -> None:
-    import warnings
-
-    from . import siting
-
+def _run_siting(result: PlanResult) -> None:
     layers = result.layers
     if layers.vacant is None or not len(layers.vacant) or "coverage" not in result.tables:
         result.messages.append("siting: skipped (no vacant layer or no coverage table) — 无存量用地，未做选址")
         return
-    cfg = result.config.settings
-    st = result.standards
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = siting.propose(result.outputs["compounds"], layers.vacant, layers.facilities, result.graph,
-                             result.tables["coverage"], st, result.config.stage_settings.get("siting") or None,
-                             boundaries=layers.boundaries, entrances=layers.entrances,
-                             max_snap_m=cfg["network"]["max_snap_m"], pairs=result.siting_pairs)
-    result.messages.extend(f"siting: {w.message}" for w in caught)
+    pairs = result.siting_pairs
+    graph = walking_graph(result) if pairs is None else result.graph
+    res, caught = stages.site_facilities(result.outputs["compounds"], layers, graph, result.tables["coverage"],
+                                         result.standards, result.config, pairs=pairs)
+    result.messages.extend(caught)
     result.messages.extend(res.messages)
     result.siting = res
     result.outputs["proposed_facilities"] = res.proposed
@@ -454,31 +387,29 @@ def _stage_siting(result: PlanResult) -> None:
     result.tables["siting_candidates"] = res.candidates
 
 
-def _stage_finance(result: PlanResult) -> None:
-    from . import finance
-
-    layers, out, settings = result.layers, result.outputs, result.config.stage_settings
-    args = (out["compounds"], out["bundles"], layers.projects, layers.vacant, out.get("proposed_facilities"))
-    fin = finance.balance(*args, settings.get("finance") or None, costs=settings.get("costs") or None)
-    sens = finance.sensitivity(*args, fin.settings, base=fin)
-    out["compounds"], out["bundles"], out["pairings"] = fin.compounds, fin.bundles, fin.pairings_layer
-    result.tables["bundles"] = pd.DataFrame(fin.bundles.drop(columns=fin.bundles.geometry.name))
-    result.tables["pairings"] = fin.pairings
-    result.tables["finance_sensitivity"] = sens
-    sheets = fin.xlsx_sheets(sens)
-    result.workbooks["ledger"] = (sheets, finance.xlsx_headers(sheets))
+def _run_finance(result: PlanResult) -> None:
+    out = result.outputs
+    res = stages.balance_funding(out["compounds"], out["bundles"], result.layers, out.get("proposed_facilities"),
+                                 result.config)
+    fin = res.result
     result.finance = fin
+    out["compounds"], out["pairings"] = fin.compounds, fin.pairings_layer
+    _publish_bundles(result, fin.bundles)
+    result.tables["pairings"] = fin.pairings
+    result.tables["finance_sensitivity"] = res.sensitivity
+    result.workbooks["ledger"] = res.workbook
     result.messages.append(fin.summary_text())
 
 
 #: The stages after reading, in pipeline order: (key, English label, Chinese label, function(PlanResult)).
 _PIPELINE: list[tuple[str, str, str, Callable[[PlanResult], None]]] = [
-    ("eligibility", "screen eligible compounds", "筛选改造对象", _stage_eligibility),
-    ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析", _stage_coverage),
-    ("bundling", "bundle adjacent compounds", "片区捆绑", _stage_bundling),
-    ("siting", "site missing facilities on vacant land", "补短板设施选址", _stage_siting),
-    ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合", _stage_finance),
+    ("eligibility", "screen eligible compounds", "筛选改造对象", _run_eligibility),
+    ("coverage", "15-minute living-circle coverage", "生活圈覆盖分析", _run_coverage),
+    ("bundling", "bundle adjacent compounds", "片区捆绑", _run_bundling),
+    ("siting", "site missing facilities on vacant land", "补短板设施选址", _run_siting),
+    ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合", _run_finance),
 ]
+
 
 def _stage_keys(stages: Sequence[str] | None) -> list[str]:
     known = [k for k, *_ in _PIPELINE]
@@ -486,8 +417,6 @@ def _stage_keys(stages: Sequence[str] | None) -> list[str]:
         return known
     unknown = sorted(set(stages) - set(known))
     if unknown:
-        from ._errors import ConfigError
-
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(known)}")
     return [k for k in known if k in set(stages)]
 

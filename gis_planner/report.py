@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path
+from .maps import eligibility_labels, facility_type_name, load_style, map_context, missing_types
 
 __all__ = ["cjk_font", "static_bundle_map", "write_reports", "write_index", "bundle_report_html"]
 
@@ -53,8 +54,6 @@ def cjk_font() -> str:
         ``fonts-noto-cjk`` or ``fonts-wqy-microhei``.
     """
     from matplotlib import font_manager
-
-    from .maps import load_style
 
     wanted = load_style()["fonts"]["families"]
     for attempt in range(2):
@@ -143,14 +142,12 @@ def static_bundle_map(result: Any, bundle_id: str, path: str | os.PathLike, *, m
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from .maps import _context, load_style
-
     font = cjk_font()
     plt.rcParams["font.sans-serif"] = [font, "DejaVu Sans"]
     plt.rcParams["font.family"] = "sans-serif"
     plt.rcParams["axes.unicode_minus"] = False
     style = load_style()
-    ctx = _context(result)
+    ctx = map_context(result)
     bundle = ctx.bundles[ctx.bundles["bundle_id"].astype(str) == str(bundle_id)]
     minx, miny, maxx, maxy = bundle.total_bounds
     minx, miny, maxx, maxy = minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m
@@ -168,9 +165,7 @@ def static_bundle_map(result: Any, bundle_id: str, path: str | os.PathLike, *, m
             status = members["eligibility"].astype("object").fillna("unknown") if "eligibility" in members else \
                 pd.Series("unknown", index=members.index)
             members.plot(ax=ax, color=[el.get(s, el["unknown"]) for s in status], edgecolor="#555", linewidth=0.6)
-            from .maps import _eligibility_labels
-
-            labels = _eligibility_labels("zh")
+            labels = eligibility_labels("zh")
             handles += [Patch(facecolor=el.get(s, el["unknown"]), edgecolor="#555", label=labels.get(s, s))
                         for s in sorted(set(status))]
             for _, r in members.iterrows():
@@ -237,9 +232,7 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     投资估算与资金筹措; 组织实施 (placeholder). Every value is HTML-escaped; sections whose stage has not run
     (no proposed facilities, no ledger) say so.
     """
-    from .maps import _context, _missing_types, _type_name
-
-    ctx = _context(result)
+    ctx = map_context(result)
     b = ctx.bundles[ctx.bundles["bundle_id"].astype(str) == str(bundle_id)]
     if not len(b):
         raise KeyError(f"no bundle {bundle_id!r}")
@@ -263,7 +256,7 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
         ("property_rights", "产权性质", "text"), ("eligibility_zh", "改造资格", "text")]))
     # 二、现状分析与问题清单
     parts.append(f"<h2>{SECTIONS_ZH[1]}</h2>")
-    n_miss, names = _missing_types(comp, ctx.standards, "zh")
+    n_miss, names = missing_types(comp, ctx.standards, "zh")
     problems = pd.DataFrame({"compound_id": comp["compound_id"].to_numpy(), "name": comp.get("name"),
                              "n_missing": n_miss, "missing": names.to_numpy(),
                              "reasons": comp.get("reasons")})
@@ -295,7 +288,7 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
             p = p.to_crs(ctx.crs)
             p = p[p.intersects(b.geometry.iloc[0].buffer(300))]
         p = pd.DataFrame(p.drop(columns=p.geometry.name)).assign(
-            type_name=[_type_name(ctx.standards, t, "zh") for t in p.get("facility_type", [""] * len(p))])
+            type_name=[facility_type_name(ctx.standards, t, "zh") for t in p.get("facility_type", [""] * len(p))])
         parts.append(_table(p, [("facility_id", "编号", "text"), ("type_name", "设施类型", "text"),
                                 ("parcel_id", "选址地块", "text"), ("parcel_name", "地块名称", "text"),
                                 ("households_newly_covered", "新增覆盖户数", "int"),
@@ -357,14 +350,12 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
 def write_index(result: Any, outdir: str | os.PathLike, reports: Sequence[str] = ()) -> Path:
     """``reports/index.html``: the run's summary, every bundle report, the map and the files written by the
     earlier stages (``ledger.xlsx``, CSV tables, ``plan.gpkg``, ``run.json``), linked when they exist."""
-    from .maps import _context
-
     outdir = Path(outdir)
-    ctx = _context(result)
+    ctx = map_context(result)
     parts = ["<h2>运行摘要</h2>"]
     rows = result.summary_rows() if hasattr(result, "summary_rows") else []
     parts.append(_kv([(f"{zh} {en}", _e(v)) for en, v, zh in rows]) if rows else "")
-    files = ["map.html", "ledger.xlsx", "plan.gpkg", "run.json", *sorted(p.name for p in outdir.glob("*.csv"))]
+    files = ["map.html", "ledger.xlsx", "plan.gpkg", "run.json", *sorted(p.name for p in outdir.glob("*.csv") if not p.name.startswith("."))]
     links = [f'<li><a href="../{html.escape(f)}">{html.escape(f)}</a></li>' for f in files if (outdir / f).exists()]
     parts.append("<h2>成果文件</h2><ul>" + "".join(links) + "</ul>")
     if not (outdir / "ledger.xlsx").exists():
@@ -397,7 +388,7 @@ def write_reports(result: Any, outdir: str | os.PathLike | None = None, *, bundl
 
     Parameters
     ----------
-    result : the PlanResult (or :func:`gis_planner.maps.load_run` of a finished run).
+    result : the PlanResult (or :func:`gis_planner.io.load_run` of a finished run).
     outdir : the run folder (default ``result.outdir``).
     bundles : only these bundles (default: all).
     maps : draw the static PNG maps (matplotlib; needs a CJK font, see :func:`cjk_font`).
@@ -406,10 +397,8 @@ def write_reports(result: Any, outdir: str | os.PathLike | None = None, *, bundl
     -------
     The files written, index last.
     """
-    from .maps import _context
-
     outdir = Path(outdir if outdir is not None else result.outdir)
-    ctx = _context(result)
+    ctx = map_context(result)
     written: list[Path] = []
     ids = [] if ctx.bundles is None else sorted(ctx.bundles["bundle_id"].astype(str))
     if bundles is not None:

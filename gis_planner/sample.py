@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,6 +13,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import nearest_points, polygonize
 
+from gis_planner.datafiles import load_toml
 from gis_planner.io import write_layers
 
 __all__ = ["make_sample_district", "write_sample_district", "LAYER_NAMES"]
@@ -29,14 +28,10 @@ _COMPOUND_COLUMNS = [
 ]
 _FLAGS = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
           "in_shantytown_plan"]
-_GAP_M = (5.0, 25.0)         # gap between neighbouring lots inside a block, metres
-_MIN_SIDE_M = 28.0           # no lot narrower than this
-_OLD_CUTOFF = 2001           # "walk-up era": built before this year
-
-
-def _load(name: str) -> dict:
-    with resources.files("gis_planner.data").joinpath(name).open("rb") as fh:
-        return tomllib.load(fh)
+_PARAMS = load_toml("sample_district.toml")
+_GAP_M = tuple(_PARAMS["lots"]["gap_m"])          # gap between neighbouring lots inside a block, metres
+_MIN_SIDE_M = float(_PARAMS["lots"]["min_side_m"])  # no lot narrower than this, metres
+_OLD_CUTOFF = int(_PARAMS["eras"]["walkup_before"])  # "walk-up era": built before this year
 
 
 @dataclass
@@ -486,7 +481,7 @@ def _translate(gdf: gpd.GeoDataFrame, origin: list[float], crs: str) -> gpd.GeoD
     return out.set_crs(crs)
 
 
-def make_sample_district(seed: int = 2020) -> dict[str, gpd.GeoDataFrame]:
+def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]:
     """Build the synthetic sample district: six layers in EPSG:4547 (metres).
 
     A ≈3 × 2.5 km county-town grid of arterials (≈750 m), secondary and branch roads (≈200 m) with
@@ -497,7 +492,8 @@ def make_sample_district(seed: int = 2020) -> dict[str, gpd.GeoDataFrame]:
 
     Parameters
     ----------
-    seed : seed of ``numpy.random.default_rng``; the same seed gives identical layers.
+    seed : seed of ``numpy.random.default_rng``; the same seed gives identical layers. None: ``seed`` of
+        ``data/sample_district.toml``.
 
     Returns
     -------
@@ -512,9 +508,9 @@ def make_sample_district(seed: int = 2020) -> dict[str, gpd.GeoDataFrame]:
     >>> layers["compounds"].crs.to_epsg()
     4547
     """
-    cfg = _load("sample_district.toml")
-    standards = _load("standards.toml")
-    rng = np.random.default_rng(seed)
+    cfg = load_toml("sample_district.toml")
+    standards = load_toml("standards.toml")
+    rng = np.random.default_rng(cfg["seed"] if seed is None else seed)
 
     roads = _make_roads(cfg, rng)
     lots = _make_lots(cfg, roads, rng)
@@ -540,7 +536,7 @@ def make_sample_district(seed: int = 2020) -> dict[str, gpd.GeoDataFrame]:
             for name, gdf in layers.items()}
 
 
-def write_sample_district(path: str | os.PathLike, seed: int = 2020) -> Path:
+def write_sample_district(path: str | os.PathLike, seed: int | None = None) -> Path:
     """Generate the sample district and write it as one GeoPackage (atomically).
 
     Parameters

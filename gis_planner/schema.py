@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import geopandas as gpd
@@ -22,6 +20,7 @@ import pandas as pd
 import shapely
 
 from ._errors import Problem
+from .datafiles import load_toml
 
 __all__ = [
     "LAYER_NAMES",
@@ -54,9 +53,11 @@ _PERCENT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*[%％]\s*$")
 
 @cache
 def load_schema() -> dict[str, Any]:
-    """Return the parsed ``data/schema.toml`` (layers, fields, vocabularies)."""
-    with resources.files("gis_planner").joinpath("data/schema.toml").open("rb") as fh:
-        return tomllib.load(fh)
+    """Return the parsed ``data/schema.toml`` (layers, fields, vocabularies, extent check).
+
+    One parse shared by every caller: read it, do not change it.
+    """
+    return load_toml("schema.toml")
 
 
 def layer_spec(layer: str) -> dict[str, Any]:
@@ -505,15 +506,17 @@ def validate_layers(
                 f"({target.to_string()}); reprojected", code="crs_mismatch"))
             cleaned[name] = gdf.to_crs(target)
         ref_bounds = _bounds(ref)
+        extent = load_schema()["extent"]
         if ref_bounds is not None:
             for name, gdf in cleaned.items():
                 if name == "compounds" or gdf.crs is None or len(gdf) == 0:
                     continue
                 b = _bounds(gdf)
                 # Partner projects may lie outside the compounds' extent, so allow a margin of one extent
-                # (at least 5 km); a wrong CRS or swapped lon/lat puts layers far beyond it.
+                # (at least [extent] of schema.toml); a wrong CRS or swapped lon/lat puts layers far beyond it.
                 x0, y0, x1, y1 = ref_bounds
-                margin = max(x1 - x0, y1 - y0, 0.05 if target.is_geographic else 5000.0)
+                margin = max(x1 - x0, y1 - y0, extent["min_overlap_margin_deg"] if target.is_geographic
+                             else extent["min_overlap_margin_m"])
                 study = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
                 if b is not None and not shapely.box(*b).intersects(study):
                     src = sources.get(name) or "input"

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ._errors import ConfigError
+from .datafiles import default_setting, load_toml
 
 __all__ = [
     "Standards",
@@ -51,13 +49,15 @@ NETWORK_FIELDS: dict[str, str] = {
     "detour_factor": "float",
     "detour_source": "str",
     "non_walkable_classes": "list",
+    "precision_m": "float",
     "isochrone_buffer_m": "float",
     "catchment_factor": "float",
     "catchment_source": "str",
 }
 PROFILE_FIELDS: dict[str, str] = {"name_zh": "str", "facility_types": "list", "source": "str"}
 TOP_KEYS = ("walk", "network", "tiers", "facility_types", "profiles", "profile")
-DEFAULT_PROFILE = "gb50180"
+#: The profile checked when a plan names none: ``[coverage] profile`` of ``data/defaults.toml``.
+DEFAULT_PROFILE: str = default_setting("coverage", "profile")
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,12 +126,6 @@ class Standards:
         """Resolve a facility type key, English name, Chinese name or Chinese alias to its key (else None)."""
         text = str(value).strip().lower() if value is not None else ""
         return _vocabulary(self.facility_types).get(text) if text else None
-
-
-@cache
-def _raw_standards() -> dict[str, Any]:
-    with resources.files("gis_planner").joinpath("data/standards.toml").open("rb") as fh:
-        return tomllib.load(fh)
 
 
 def _check_value(where: str, key: str, value: Any, kind: str) -> Any:
@@ -207,7 +201,7 @@ def load_standards(overrides: Mapping[str, Any] | None = None) -> Standards:
     >>> str(s.facility_types.loc["kindergarten", "tier"]), float(s.facility_types.loc["kindergarten", "radius_m"])
     ('5min', 300.0)
     """
-    raw = copy.deepcopy(_raw_standards())
+    raw = load_toml("standards.toml")
     walk = dict(raw["walk"])
     network = dict(raw.get("network", {}))
     tiers = {k: dict(v) for k, v in raw["tiers"].items()}

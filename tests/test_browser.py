@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import browser_check, find_chromium
 
 from gis_planner import maps
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(maps._find_chromium() is None,
+pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="Chromium not installed (Debian package 'chromium'; installed by .ci/run)")
 
 # Open the popup and the tooltip of the compound whose name is markup, report what the page shows.
@@ -40,7 +41,7 @@ def opened(hostile_run, tmp_path_factory):
     result = hostile_run[1]
     out = tmp_path_factory.mktemp("browser")
     path, _ = maps.save_map(maps.plan_map(result, basemap=None), out / "map.html")
-    report = maps.browser_check(path, screenshot=out / "map.png", script=_POPUP_JS, timeout=90)
+    report = browser_check(path, screenshot=out / "map.png", script=_POPUP_JS, timeout=90)
     return out, report
 
 

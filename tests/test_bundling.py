@@ -405,3 +405,15 @@ def test_secondary_admission_properties(layout, data):
     listed = sorted(m for ms in members(bundles) for m in ms)
     assert listed == sorted(primary | admitted)
     assert bundles["n_secondary"].sum() == len(admitted)
+
+
+def test_adjacency_defaults_come_from_bundling_toml():
+    """``adjacency`` called alone uses the numbers of data/bundling.toml (no default repeated in its signature)."""
+    c = row_of_compounds(4, pitch=135.0)  # gaps of 35 m: apart at 30 m, neighbours at 40 m
+    s = bundling.load_settings()
+    alone = bundling.adjacency(c)
+    explicit = bundling.adjacency(c, gap_m=s["gap_m"], barrier_classes=s["barrier_classes"],
+                                  touch_tol_m=s["touch_tol_m"])
+    pd.testing.assert_frame_equal(alone, explicit)
+    assert alone.empty
+    assert len(bundling.adjacency(c, gap_m=40)) == 3

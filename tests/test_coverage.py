@@ -426,3 +426,26 @@ def test_osm_distances_match_networkx(relpath):
             checked += 1
     assert checked >= 20
     assert table["covered"].any()
+
+
+def test_notebook_call_equals_run_on_osm_bridges(tmp_path):
+    """coverage.assess on a roads layer (a notebook) builds the walking graph as Plan.run does, bridges kept."""
+    path = OSM_DIR / "beijing_haidian_cau" / "map.osm"
+    if not path.exists():
+        pytest.skip("shared OSM extract beijing_haidian_cau/map.osm not found beside the repository")
+    from gis_planner.io import read_layers
+    from gis_planner.osm import import_osm
+    from gis_planner.plan import Plan
+
+    import_osm(path, tmp_path / "haidian.gpkg")
+    layers = read_layers(tmp_path / "haidian.gpkg")
+    result = Plan(layers).run(stages=["coverage"])
+    run_table = result.tables["coverage"]
+    alone = assess(layers.compounds, layers.facilities, layers.roads, result.standards, types="gb50180")
+    pd.testing.assert_frame_equal(alone, run_table)
+    # the test means something: joining the crossings (bridges become junctions) changes distances
+    noded = assess(layers.compounds, layers.facilities, walk_graph(layers.roads, node_crossings="yes"),
+                   result.standards, types="gb50180")
+    assert result.graph.n_nodes < walk_graph(layers.roads, node_crossings="yes").n_nodes
+    changed = ~np.isclose(noded["distance_m"], run_table["distance_m"], equal_nan=True)
+    assert changed.sum() > 0

@@ -236,3 +236,20 @@ def test_admit_secondary_needs_an_adjacent_primary_compound():
                             "E-YEAR-SECONDARY;X-NOT-ADJACENT"]
     assert out["cost_cny"].iloc[1] == 10_000.0 * 400 and np.isnan(out["cost_cny"].iloc[2])
     assert screened["eligible"].tolist() == [True, False, False]  # input untouched
+
+
+def test_load_settings_merges_and_checks_rules_and_costs():
+    cfg = eligibility.load_settings({"min_consent": 0.75, "classes": {"unknown": ["basic"]}}, costs={"upgrade": 250})
+    assert cfg["settings"]["min_consent"] == 0.75
+    assert cfg["settings"]["primary_cutoff_year"] == eligibility.load_rules()["settings"]["primary_cutoff_year"]
+    assert cfg["classes"]["unknown"] == ["basic"]
+    assert cfg["costs"]["upgrade"]["unit_cost_cny_m2"] == 250.0
+    assert cfg["costs"]["upgrade"]["source"] == "plan.toml override"
+    assert set(cfg) == {"settings", "rules", "classes", "status", "costs"}
+    with pytest.raises(ConfigError, match="eligibility: unknown setting 'cutoff'"):
+        eligibility.load_settings({"cutoff": 2000})
+    with pytest.raises(ConfigError, match="costs.basic: expected a number"):
+        eligibility.load_settings(costs={"basic": "cheap"})
+    # the bundled data is never changed by a caller
+    cfg["settings"]["min_consent"] = 0.1
+    assert eligibility.load_settings()["settings"]["min_consent"] > 0.6

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from gis_planner import finance, io
+from gis_planner import finance, io, workbook
 from gis_planner._errors import ConfigError
+from gis_planner.finance import funding_balance, pairing
+from gis_planner.finance.inputs import split_ids
 
 CRS = 32650
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +94,7 @@ def test_annuity_and_npv_by_hand():
 # --------------------------------------------------------------------------------------- hand ledger
 def test_hand_computed_bundle_ledger():
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f, HAND)
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
     L = r.ledger
     # costs: renovation by class, the market on V2 (3 M); V3 parking is not built (NPV 110,847 < 265,000)
     assert line(L, "cost_basic") == -6_000_000
@@ -136,7 +138,7 @@ def test_hand_computed_bundle_ledger():
 
 def test_hand_computed_compound_balance():
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f, HAND)
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
     L = r.ledger
     # C1: −6 M + 400,000 + 100,000 + 1,200,000 + 600,000 + 11,800 × AF
     bal_c1 = -6_000_000 + 400_000 + 100_000 + 1_200_000 + 600_000 + 11_800 * AF_5_3
@@ -154,7 +156,7 @@ def test_hand_computed_compound_balance():
 def test_self_balanced_modes_and_surplus_line():
     c, b, p, v, f = hand_layers()
     # rich operating income: the market alone pays for everything → 小区内自求平衡 with a retained surplus
-    r = finance.balance(c, b, p, v, f, {**HAND, "facility_income": {"market": 5_000_000.0}})
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), {**HAND, "facility_income": {"market": 5_000_000.0}})
     row = r.bundles.iloc[0]
     assert row["balance_mode"] == "self_compound"
     own = -11_000_000 + 2_350_000 + 800_000 + (18_450 + 5_000_000) * AF_5_3 + 600_000  # + V1 land
@@ -163,7 +165,7 @@ def test_self_balanced_modes_and_surplus_line():
     assert len(r.pairings) == 0
     # a bigger adjacent project alone closes the gap → 大片区统筹平衡, drawing only what is needed
     p2 = p.assign(net_revenue_cny=[20_000_000.0, 10_000_000.0, -2_000_000.0])
-    r = finance.balance(c, b, p2, v, f, HAND)
+    r = finance.balance(finance.BalanceInputs(c, b, p2, v, f), HAND)
     assert r.bundles["balance_mode"].item() == "self_bundle"
     assert line(r.ledger, "project_attached", partner="P1") == pytest.approx(6_655_106.47, abs=0.01)
     assert r.projects.set_index("project_id").loc["P1", "remaining_cny"] == pytest.approx(13_344_893.53, abs=0.01)
@@ -171,7 +173,7 @@ def test_self_balanced_modes_and_surplus_line():
 
 def test_unfunded_bundle_gets_residual_line():
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f, {**HAND, "max_distance_m": 400.0})
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), {**HAND, "max_distance_m": 400.0})
     row = r.bundles.iloc[0]
     assert row["balance_mode"] == "government_led"
     assert row["unfunded_cny"] == pytest.approx(1_655_106.47, abs=0.01)
@@ -186,16 +188,16 @@ def test_attached_loss_is_charged_only_on_request():
     c, b, p, v, f = hand_layers()
     p = p.assign(project_ids=None)
     b2 = b.assign(project_ids="P1;P3")
-    r = finance.balance(c, b2, p, v, f, HAND)
+    r = finance.balance(finance.BalanceInputs(c, b2, p, v, f), HAND)
     assert "project_attached_loss" not in set(r.ledger["item"])
-    r = finance.balance(c, b2, p, v, f, {**HAND, "charge_attached_losses": True})
+    r = finance.balance(finance.BalanceInputs(c, b2, p, v, f), {**HAND, "charge_attached_losses": True})
     assert line(r.ledger, "project_attached_loss", partner="P3") == -2_000_000
     assert line(r.ledger, "pairing_income", partner="P2") == pytest.approx(3_655_106.47, abs=0.01)
 
 
 def test_parking_lot_built_when_fees_repay_it():
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f, {**HAND, "horizon_years": 15, "discount_rate": 0.0})
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), {**HAND, "horizon_years": 15, "discount_rate": 0.0})
     park = r.parcels.set_index("parcel_id").loc["V3"]
     # floor(2000 × 0.8 / 30) = 53 spaces; 53 × 0.8 × 80 × 12 = 40,704 /yr; 15 years undiscounted
     assert park["use"] == "parking" and park["parking_spaces"] == 53
@@ -279,10 +281,10 @@ def test_pairing_arcs_exclusions():
 def test_same_unit_from_nearest_compound():
     c, b, p, v, f = hand_layers()
     far = p.assign(geometry=[p.geometry.iloc[0], shapely.box(3000, 200, 3050, 250), p.geometry.iloc[2]])
-    r = finance.balance(c, b, far, v, f, {**HAND, "same_unit": "subdistrict"})
+    r = finance.balance(finance.BalanceInputs(c, b, far, v, f), {**HAND, "same_unit": "subdistrict"})
     assert r.projects.set_index("project_id").loc["P2", "pairing_unit"] == "乙街道"   # nearest compound is C3
     assert r.bundles["balance_mode"].item() == "government_led"
-    r = finance.balance(c, b, far, v, f, HAND)
+    r = finance.balance(finance.BalanceInputs(c, b, far, v, f), HAND)
     assert r.bundles["balance_mode"].item() == "cross_area"
 
 
@@ -402,8 +404,8 @@ def previous_whole_bundles_milp(deficit, surplus, arcs):
 
 def test_whole_first_matches_the_previous_milp(monkeypatch):
     calls = []
-    real_milp = finance.milp
-    monkeypatch.setattr(finance, "milp", lambda *a, **k: calls.append(1) or real_milp(*a, **k))
+    real_milp = pairing.milp
+    monkeypatch.setattr(pairing, "milp", lambda *a, **k: calls.append(1) or real_milp(*a, **k))
     for seed in range(8):
         deficit, surplus, arcs = random_pairing(200 + seed, density=0.15)
         out = finance.solve_pairing(deficit, surplus, arcs, whole_first=True)
@@ -474,11 +476,11 @@ def test_lp_pairing_at_scale_matches_the_full_lp(monkeypatch, whole):
                          "distance_m": dist.ravel()})
     usual = finance.solve_pairing(deficit, surplus, arcs, whole_first=whole)
     # start from one arc per bundle and per project: many rounds of entering (and leaving) arcs
-    monkeypatch.setattr(finance, "_COLGEN_NEAR_PROJECT", 1)
-    monkeypatch.setattr(finance, "_COLGEN_NEAR_WHOLE", 1)
+    monkeypatch.setattr(pairing, "COLGEN_NEAR_PROJECT", 1)
+    monkeypatch.setattr(pairing, "COLGEN_NEAR_WHOLE", 1)
     rounds = []
-    real = finance.linprog
-    monkeypatch.setattr(finance, "linprog", lambda *a, **k: rounds.append(1) or real(*a, **k))
+    real = pairing.linprog
+    monkeypatch.setattr(pairing, "linprog", lambda *a, **k: rounds.append(1) or real(*a, **k))
     out = finance.solve_pairing(deficit, surplus, arcs, whole_first=whole)
     assert len(rounds) >= 5
     # reference: the whole LP at once, two stages (max amount; then min cost at that amount, given the bundles
@@ -509,7 +511,7 @@ def reference_pairing_arcs(bundles, projects, max_distance_m=0.0, same_unit="non
     out = pd.DataFrame({"bundle_id": bids[b_idx.ravel()], "project_id": pids[p_idx.ravel()],
                         "distance_m": dist.ravel()})
     attached = {(b, q) for b, ids in zip(bids, bundles["project_ids"], strict=True)
-                for q in finance._ids(ids)}
+                for q in split_ids(ids)}
     out["attached"] = [(b, q) in attached for b, q in zip(out["bundle_id"], out["project_id"], strict=True)]
     if same_unit != "none":
         bu, pu = out["bundle_id"].map(bundle_units), out["project_id"].map(project_units)
@@ -579,7 +581,7 @@ def instances(draw):
 @given(instances())
 def test_pairing_invariants(inst):
     compounds, bundles, projects, opts = inst
-    r = finance.balance(compounds, bundles, projects, settings=opts)
+    r = finance.balance(finance.BalanceInputs(compounds, bundles, projects), settings=opts)
     proj = r.projects.set_index("project_id")
     # never more than the surplus: in total and per project
     assert r.pairings["amount_cny"].sum() <= proj["surplus_available_cny"].sum() + 1e-6
@@ -609,7 +611,10 @@ def test_pairing_invariants(inst):
 def test_settings_overrides_and_errors():
     s = finance.finance_settings({"discount_rate": 0.06, "funding": {"central": {"rate": 5000}},
                                   "facility_income": {"market": 1.0}, "one_to_one": True})
-    assert s["params"]["discount_rate"]["value"] == 0.06 and s["options"]["one_to_one"] is True
+    assert s.params["discount_rate"].value == 0.06 and s.options.one_to_one is True
+    assert s is not finance.load_settings() and isinstance(s, finance.FinanceSettings)
+    with pytest.raises(AttributeError):
+        s.options.one_to_one = False                         # frozen: a scenario never changes the base case
     a = finance.assumptions_table(s).set_index("key")
     assert a.loc["discount_rate", "source"] == "plan.toml override"
     assert bool(a.loc["discount_rate", "overridden"]) and not bool(a.loc["discount_rate", "verified"])
@@ -631,7 +636,7 @@ def test_settings_overrides_and_errors():
 
 def test_land_cost_of_a_proposal_counts():
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f.assign(land_cost_cny=[400_000.0, 0.0]), HAND)
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f.assign(land_cost_cny=[400_000.0, 0.0])), HAND)
     assert line(r.ledger, "cost_facility", partner="F1") == -3_400_000
     assert r.bundles["facility_cost_cny"].item() == 3_400_000
 
@@ -640,20 +645,20 @@ def test_new_funding_rule_from_settings():
     c, b, p, v, f = hand_layers()
     extra = {"funding": {**HAND["funding"], "bonds": {"name_zh": "专项债", "kind": "subsidy", "basis": "cost_share",
                                                       "rate": 0.5, "classes": ["facilities"]}}}
-    r = finance.balance(c, b, p, v, f, {**HAND, **extra})
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), {**HAND, **extra})
     assert line(r.ledger, "fund_bonds") == 1_500_000   # half of the market's 3 M build cost
 
 
 # ---------------------------------------------------------------------------------------- sensitivity
 def test_sensitivity_flags_flips():
     c, b, p, v, f = hand_layers()
-    out = finance.sensitivity(c, b, p, v, f, HAND, scenarios={"far": {"max_distance_m": 100.0},
+    out = finance.sensitivity(finance.BalanceInputs(c, b, p, v, f), HAND, scenarios={"far": {"max_distance_m": 100.0},
                                                               "rate": {"discount_rate": 0.04}})
     row = out.iloc[0]
     assert row["base"] == "cross_area" and row["mode:far"] == "government_led" and row["mode:rate"] == "cross_area"
     assert row["unfunded_cny:far"] == pytest.approx(1_655_106.47, abs=0.01)
     assert bool(row["flipped"]) and row["flipped_in"] == "far"
-    default = finance.sensitivity(c, b, p, v, f, HAND)
+    default = finance.sensitivity(finance.BalanceInputs(c, b, p, v, f), HAND)
     assert [k for k in default.columns if k.startswith("mode:")] == [f"mode:{k}" for k in finance.DEFAULT_SCENARIOS]
 
 
@@ -663,14 +668,14 @@ def test_sensitivity_with_base_equals_recomputed(monkeypatch):
                                         geometry=[shapely.box(3000, 0, 3100, 100)], crs=CRS)], ignore_index=True)
     c2 = c.assign(bundle_id=["B1", "B1", "B2"], cost_basic_cny=[4e6, 2e6, 5e6], cost_improve_cny=[2e6, 0.0, 0.0],
                   cost_upgrade_cny=[0.0, 0.0, 0.0])
-    fin = finance.balance(c2, b2, p, v, f, HAND)
+    fin = finance.balance(finance.BalanceInputs(c2, b2, p, v, f), HAND)
     scenarios = {"far": {"max_distance_m": 100.0}, "rich": {"revenue_factor": 3.0}, **finance.DEFAULT_SCENARIOS}
     calls = []
-    real = finance._balance
-    monkeypatch.setattr(finance, "_balance", lambda *a, **k: calls.append(1) or real(*a, **k))
-    with_base = finance.sensitivity(c2, b2, p, v, f, HAND, scenarios=scenarios, base=fin)
+    real = funding_balance.balance_bundles
+    monkeypatch.setattr(funding_balance, "balance_bundles", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with_base = finance.sensitivity(finance.BalanceInputs(c2, b2, p, v, f), HAND, scenarios=scenarios, base=fin)
     assert len(calls) == len(scenarios)                      # the base case is not recomputed
-    fresh = finance.sensitivity(c2, b2, p, v, f, HAND, scenarios=scenarios)
+    fresh = finance.sensitivity(finance.BalanceInputs(c2, b2, p, v, f), HAND, scenarios=scenarios)
     assert len(calls) == 2 * len(scenarios) + 1
     pd.testing.assert_frame_equal(with_base, fresh)
     assert with_base["base"].tolist() == fin.bundles["balance_mode"].tolist() == ["cross_area", "cross_area"]
@@ -710,10 +715,10 @@ def test_write_xlsx_keeps_text_as_text(tmp_path):
 
 def test_ledger_workbook_has_chinese_sheets(tmp_path):
     c, b, p, v, f = hand_layers()
-    r = finance.balance(c, b, p, v, f, HAND)
-    sens = finance.sensitivity(c, b, p, v, f, HAND, scenarios={"far": {"max_distance_m": 100.0}})
-    sheets = r.xlsx_sheets(sens)
-    path = io.write_xlsx(sheets, tmp_path / "ledger.xlsx", headers=finance.xlsx_headers(sheets))
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
+    sens = finance.sensitivity(finance.BalanceInputs(c, b, p, v, f), HAND, scenarios={"far": {"max_distance_m": 100.0}})
+    sheets, headers = workbook.ledger_workbook(r, sens)
+    path = io.write_xlsx(sheets, tmp_path / "ledger.xlsx", headers=headers)
     wb = openpyxl.load_workbook(path)
     assert {"片区资金平衡", "资金台账", "跨片区组合", "敏感性分析", "参数假设"} <= set(wb.sheetnames)
     ws = wb["资金台账"]
@@ -733,12 +738,12 @@ def sample_result():
 
     plan = Plan(str(ROOT / "layers" / "sample_district.gpkg"), run={"write_outputs": False}).run()
     layers = plan.layers
-    return plan, finance.balance(plan.outputs["compounds"], plan.outputs["bundles"], layers.projects,
-                                 layers.vacant)
+    inputs = finance.BalanceInputs(plan.outputs["compounds"], plan.outputs["bundles"], layers.projects, layers.vacant)
+    return plan, inputs, finance.balance(inputs)
 
 
 def test_sample_district_balance(sample_result, tmp_path):
-    plan, r = sample_result
+    plan, inputs, r = sample_result
     bundles = plan.outputs["bundles"]
     counts = r.summary.set_index("balance_mode")["n_bundles"]
     assert counts.sum() == len(bundles) and list(counts.index) == list(finance.MODES)
@@ -763,15 +768,14 @@ def test_sample_district_balance(sample_result, tmp_path):
     assert pd.read_csv(tmp_path / "pairings.csv", encoding="utf-8-sig").columns[:4].tolist() == \
         finance.PAIRING_COLUMNS
     io.write_layers({"pairings": r.pairings_layer}, tmp_path / "plan.gpkg")
-    sheets = r.xlsx_sheets(finance.sensitivity(plan.outputs["compounds"], bundles, plan.layers.projects,
-                                               plan.layers.vacant))
-    io.write_xlsx(sheets, tmp_path / "ledger.xlsx", headers=finance.xlsx_headers(sheets))
+    sheets, headers = workbook.ledger_workbook(r, finance.sensitivity(inputs))
+    io.write_xlsx(sheets, tmp_path / "ledger.xlsx", headers=headers)
     assert openpyxl.load_workbook(tmp_path / "ledger.xlsx")["片区资金平衡"].max_row == len(bundles) + 1
 
 
 def test_sensitivity_accepts_merged_settings():
     c, b, p, v, f = hand_layers()
     merged = finance.finance_settings(HAND)
-    out = finance.sensitivity(c, b, p, v, f, merged, scenarios={"far": {"max_distance_m": 100.0}})
+    out = finance.sensitivity(finance.BalanceInputs(c, b, p, v, f), merged, scenarios={"far": {"max_distance_m": 100.0}})
     assert out["mode:far"].item() == "government_led" and out["base"].item() == "cross_area"
-    assert merged["options"]["max_distance_m"] == 0.0        # the caller's settings are not modified
+    assert merged.options.max_distance_m == 0.0        # the caller's settings are not modified

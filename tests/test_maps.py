@@ -11,6 +11,7 @@ import pytest
 
 import gis_planner as gp
 from gis_planner import maps
+from gis_planner import service_areas as areas
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,6 +128,7 @@ def test_redraw_from_finished_run(tmp_path):
     before = (tmp_path / "map.html").stat().st_size
     run = maps.load_run(tmp_path)
     assert run.layers.roads is not None and "bundles" in run.outputs
+    assert run.standards.speed_kmh == res.standards.speed_kmh  # the run's standards, read back
     from gis_planner.cli import main
 
     assert main(["map", str(tmp_path), "--basemap", "none"]) == 0
@@ -177,7 +179,7 @@ def _jittered_grid(n: int, spacing: float, seed: int, drop: float = 0.15) -> np.
 _GRID = [[(0, y), (300, y)] for y in (0, 100, 200, 300)] + [[(x, 0), (x, 300)] for x in (0, 100, 200, 300)]
 _CASES = {
     # blocks with dead ends into them, a piece cut part-way, a dead end outside
-    "grid and dead ends": lambda: np.concatenate([maps._node_segments(_pieces(*_GRID)), _pieces(
+    "grid and dead ends": lambda: np.concatenate([areas.node_segments(_pieces(*_GRID)), _pieces(
         [(150, 100), (150, 160)], [(300, 150), (380, 150)], [(50, 0), (50, 30)])]),
     # a street loop inside a large block, not connected to it, with a dead end, and a lone point
     "nested component": lambda: np.concatenate([_pieces(_square(0, 0, 400), _square(150, 150, 100),
@@ -187,14 +189,14 @@ _CASES = {
     "loop touching a corner": lambda: _pieces(_square(0, 0, 400), [(0, 0), (150, 100), (100, 150), (0, 0)]),
     "blocks meeting at a corner": lambda: _pieces(_square(0, 0, 100), _square(100, 100, 100)),
     # a reflex corner and a sharp angle; a tree with a duplicated piece; neighbouring components
-    "L-shape and sharp angle": lambda: maps._node_segments(_pieces(
+    "L-shape and sharp angle": lambda: areas.node_segments(_pieces(
         [(0, 0), (300, 0), (300, 100), (100, 100), (100, 300), (0, 300), (0, 0)], [(300, 0), (600, 20), (300, 10)])),
     "tree with duplicate": lambda: _pieces([(0, 0), (100, 0), (200, 50)], [(100, 0), (100, 90)], [(0, 0), (100, 0)]),
     "close components": lambda: _pieces(_square(0, 0, 100), _square(130, 0, 100), [(0, 140), (230, 140)]),
     # one street (with a dead end off it) joining two blocks, and joining a block to a loop inside a larger one
-    "two blocks joined by a street": lambda: maps._node_segments(_pieces(
+    "two blocks joined by a street": lambda: areas.node_segments(_pieces(
         _square(0, 0, 100), _square(300, 0, 100), [(100, 50), (200, 60), (300, 50)], [(200, 60), (200, 120)])),
-    "loop joined to its block": lambda: maps._node_segments(_pieces(
+    "loop joined to its block": lambda: areas.node_segments(_pieces(
         _square(0, 0, 500), _square(250, 250, 100), [(0, 300), (100, 320), (250, 300)], [(100, 320), (100, 400)])),
     "jittered grid": lambda: _jittered_grid(15, 70.0, seed=1),
 }
@@ -205,7 +207,7 @@ def test_planar_buffer_equals_buffered_union(case):
     import shapely
 
     segs = _CASES[case]()
-    polys = maps._planar_buffer(segs, 25.0)
+    polys = areas.planar_buffer(segs, 25.0)
     area = shapely.multipolygons(np.asarray(polys, dtype=object))
     ref = _exact_area(segs, 25.0)
     assert area.is_valid  # disjoint polygons
@@ -221,16 +223,16 @@ def test_planar_buffer_reuses_faces_of_a_larger_band():
 
     segs = _jittered_grid(15, 70.0, seed=2)
     cache: dict = {}
-    maps._planar_buffer(segs, 25.0, tol_m=2.0, cache=cache)
+    areas.planar_buffer(segs, 25.0, tol_m=2.0, cache=cache)
     n_cached = len(cache["keys"])
     assert n_cached > 100 and len(cache["holes"]) > 100
     for small_segs in (segs[:-60], segs[60:]):  # a smaller band: most faces as before
-        small = shapely.multipolygons(np.asarray(maps._planar_buffer(small_segs, 25.0, tol_m=2.0, cache=cache),
+        small = shapely.multipolygons(np.asarray(areas.planar_buffer(small_segs, 25.0, tol_m=2.0, cache=cache),
                                                  dtype=object))
         ref = _exact_area(small_segs, 25.0)
         assert shapely.symmetric_difference(small, ref).area <= 0.02 * ref.area
         assert shapely.covers(small, shapely.points(_along(small_segs))).all()
-        fresh = shapely.multipolygons(np.asarray(maps._planar_buffer(small_segs, 25.0, tol_m=2.0), dtype=object))
+        fresh = shapely.multipolygons(np.asarray(areas.planar_buffer(small_segs, 25.0, tol_m=2.0), dtype=object))
         assert shapely.symmetric_difference(small, fresh).area < 1e-6  # the same with or without the cache
     assert len(cache["keys"]) < n_cached + 60  # only faces changed by the cuts are new
 
@@ -243,16 +245,16 @@ def test_crossing_segments_and_noding():
                    [(300, 0), (300, 50)], [(300, 0), (300, 50)])
     ends = np.array([[0, 1], [2, 3], [0, 2], [3, 4], [4, 1], [4, 5], [4, 6], [7, 8], [7, 8]])
     # an X crossing (0, 1) and a collinear overlap from a shared node (5, 6); a duplicate (7, 8) is fine
-    assert maps._crossing_segments(segs, ends).tolist() == [True, True, False, False, False, True, True, False,
+    assert areas.crossing_segments(segs, ends).tolist() == [True, True, False, False, False, True, True, False,
                                                            False]
-    noded = maps._node_segments(segs[:2])
+    noded = areas.node_segments(segs[:2])
     assert len(noded) == 4 and np.isclose(noded, 100.0).all(axis=2).any(axis=1).all()  # split at (100, 100)
-    area = shapely.multipolygons(np.asarray(maps._planar_buffer(maps._node_segments(segs), 20.0), dtype=object))
+    area = shapely.multipolygons(np.asarray(areas.planar_buffer(areas.node_segments(segs), 20.0), dtype=object))
     ref = _exact_area(segs, 20.0)
     assert shapely.symmetric_difference(area, ref).area <= 0.01 * ref.area
 
 
-def test_reached_pieces_match_coverage():
+def test_reached_segments_with_node_ids_match_coverage():
     from gis_planner.coverage import reached_segments
 
     rng = np.random.default_rng(3)
@@ -264,8 +266,9 @@ def test_reached_pieces_match_coverage():
         step = np.where(length[:, None] > 0, (pv - pu) / length[:, None], 0.0)
     du, dv = rng.uniform(0, 900, n), rng.uniform(0, 900, n)
     du[rng.random(n) < 0.2] = np.inf
-    segs, ends = maps._reached_pieces(pu, pv, step, length, du, dv, 500.0, np.arange(n), n + np.arange(n))
-    assert np.array_equal(segs, reached_segments(pu, pv, step, length, du, dv, 500.0))
+    segs, ends = areas.reached_segments(pu, pv, step, length, du, dv, 500.0,
+                                        node_ids=(np.arange(n), n + np.arange(n)))
+    assert np.array_equal(segs, reached_segments(pu, pv, step, length, du, dv, 500.0))  # coverage's name
     whole = (ends >= 0).all(axis=1)
     assert np.array_equal(segs[whole, 0], pu[ends[whole, 0]]) and (ends[~whole] >= -1).all()
     assert ((ends == -1).sum(axis=1) <= 1).all() and (~whole).sum() > 20
@@ -295,28 +298,32 @@ def test_service_bands_agree_with_exact_isochrones(bridge):
     import shapely
 
     from gis_planner.coverage import service_areas
+    from gis_planner.maps.context import walking_graph
     from gis_planner.network import walk_graph
     from gis_planner.standards import load_standards
 
     roads, fac = _small_city(bridge)
     standards = load_standards()
-    ctx = maps._Ctx(name="t", compounds=None, bundles=None, vacant=None, facilities=fac, proposed=None,
-                    projects=None, pairings=None, boundaries=None, roads=roads, coverage=None, standards=standards,
-                    settings={}, crs=roads.crs)
+    ctx = maps.MapContext(name="t", compounds=None, bundles=None, vacant=None, facilities=fac, proposed=None,
+                          projects=None, pairings=None, boundaries=None, roads=roads, coverage=None,
+                          standards=standards, settings={}, crs=roads.crs)
     # the OSM way: crossings are bridges (no junction), so the map has to split the pieces where they cross
     graph = walk_graph(roads, node_crossings=not bridge)
-    bands = maps._service_bands(ctx, fac, (5, 10, 15), graph=graph if bridge else None, tol_m=2.0)
+    # without a bridge: the graph the map builds from the roads (crossings split, the drawn-data default)
+    used, noded = (graph, False) if bridge else walking_graph(ctx)
+    assert noded is not bridge
+    bands = areas.service_bands(used, fac, (5, 10, 15), standards=standards, tol_m=2.0, crossings_noded=noded)
     assert bands["minutes"].tolist() == [15.0, 10.0, 5.0]
     exact = service_areas(graph, fac, (5, 10, 15), standards=standards)
-    pieces = {m: segs for m, segs, _ in maps._band_pieces(ctx, fac, (5, 10, 15), graph)}
-    areas = []
+    pieces = {m: segs for m, segs, _ in areas.band_pieces(graph, fac, (5, 10, 15), standards=standards)}
+    band_areas = []
     for m in (15.0, 10.0, 5.0):
         got = bands.loc[bands["minutes"] == m, "geometry"].iloc[0]
         ref = shapely.union_all(exact.loc[exact["minutes"] == m, "geometry"].to_numpy())
         assert shapely.symmetric_difference(got, ref).area <= 0.02 * ref.area, m
         assert shapely.covers(got, shapely.points(_along(pieces[m]))).all()
-        areas.append(got.area)
-    assert areas[0] > areas[1] > areas[2] > 0.15e6  # nested bands, 5 minutes ≈ 333 m round six facilities
+        band_areas.append(got.area)
+    assert band_areas[0] > band_areas[1] > band_areas[2] > 0.15e6  # nested bands, 5 minutes ≈ 333 m round six facilities
     # the loop off the grid is reached from its own facility (150 m away)
     assert bands.iloc[-1].geometry.covers(shapely.Point(501_260, 3_301_230))
 
@@ -325,8 +332,8 @@ def test_capsule_union_fallback_matches():
     import shapely
 
     segs = _jittered_grid(12, 70.0, seed=4) * 4.0  # 2.8 km: several 2 km tiles
-    a = shapely.union_all(np.asarray(maps._capsule_union(segs, 25.0), dtype=object))
-    b = shapely.multipolygons(np.asarray(maps._planar_buffer(segs, 25.0), dtype=object))
+    a = shapely.union_all(np.asarray(areas.capsule_union(segs, 25.0), dtype=object))
+    b = shapely.multipolygons(np.asarray(areas.planar_buffer(segs, 25.0), dtype=object))
     assert shapely.symmetric_difference(a, b).area <= 1e-3 * b.area
 
 
@@ -337,11 +344,11 @@ def test_small_holes_are_filled_on_large_maps():
     small, big = shapely.box(100, 100, 150, 150), shapely.box(400, 400, 600, 600)  # 2,500 m² and 40,000 m²
     holed = shell.difference(small).difference(big)
     plain = shapely.box(2000, 0, 2100, 100)
-    out = maps._fill_holes(np.array([holed, plain], dtype=object), 5000.0)
+    out = areas.fill_holes(np.array([holed, plain], dtype=object), 5000.0)
     assert [shapely.get_num_interior_rings(p) for p in out] == [1, 0]
     assert out[0].area == pytest.approx(1_000_000 - 40_000)
     assert out[1].equals(plain)
-    same = maps._fill_holes(np.array([holed], dtype=object), 0.0)
+    same = areas.fill_holes(np.array([holed], dtype=object), 0.0)
     assert same[0].area == pytest.approx(holed.area)
 
 
@@ -350,10 +357,37 @@ def test_map_reuses_the_run_graph_and_honours_node_crossings(result):
     [network] node_crossings setting (not the map section's)."""
     import dataclasses
 
-    ctx = maps._context(result)
-    assert result.graph is not None
-    graph, noded = maps._graph(ctx)
+    from gis_planner.maps.context import walking_graph
+
+    ctx = maps.map_context(result)
+    assert result.graph is not None and ctx.standards is result.standards
+    graph, noded = walking_graph(ctx)
     assert graph is result.graph and noded is True  # sample roads are not from OpenStreetMap: crossings split
-    rebuilt, noded = maps._graph(dataclasses.replace(ctx, graph=None, node_crossings="no"))
+    rebuilt, noded = walking_graph(dataclasses.replace(ctx, graph=None, network={"node_crossings": "no"}))
     assert noded is False and rebuilt is not result.graph
     assert rebuilt.n_nodes < result.graph.n_nodes  # crossings without a shared vertex stay apart
+
+
+def test_map_uses_the_runs_standards_never_a_fallback(tmp_path, result):
+    """A result without standards is refused; a run whose recorded overrides no longer load says so."""
+    from types import SimpleNamespace
+
+    from gis_planner._errors import ConfigError
+    from gis_planner.io import load_run
+
+    bare = SimpleNamespace(outputs=result.outputs, tables=result.tables, layers=result.layers, config=result.config)
+    with pytest.raises(ValueError, match="standards"):
+        maps.plan_map(bare, basemap=None, service_areas=False)
+    gp.Plan(str(ROOT / "layers" / "sample_district.gpkg"), {"map": {"enabled": False, "reports": False}}).run(tmp_path)
+    manifest = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    manifest["config"]["standards_overrides"] = {"walk": {"no_such_key": 1}}
+    (tmp_path / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ConfigError, match="run.json"):
+        load_run(tmp_path)
+
+
+def test_bands_come_from_the_standards_tiers():
+    from gis_planner.standards import load_standards
+
+    assert areas.band_minutes(load_standards()) == [5.0, 10.0, 15.0]
+    assert areas.band_minutes(load_standards({"tiers": {"5min": {"minutes": 6}}})) == [6.0, 10.0, 15.0]

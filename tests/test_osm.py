@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +16,7 @@ import shapely
 from geopandas.testing import assert_geodataframe_equal
 
 from gis_planner._errors import ConfigError, LayerError
+from gis_planner.datafiles import load_toml
 from gis_planner.osm import LAYER_NAMES, OsmReport, import_osm, load_osm_tags, read_osm
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "osm" / "tiny_compound.osm"
@@ -80,13 +79,11 @@ YEAR_TAGS = ("start_date", "building:year", "construction_date")
 
 
 def _standards_keys() -> set[str]:
-    text = resources.files("gis_planner.data").joinpath("standards.toml").read_text(encoding="utf-8")
-    return set(tomllib.loads(text)["facility_types"])
+    return set(load_toml("standards.toml")["facility_types"])
 
 
 def _schema() -> dict:
-    text = resources.files("gis_planner.data").joinpath("schema.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return load_toml("schema.toml")
 
 
 def _sha256(path: Path) -> str:

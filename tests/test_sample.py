@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import geopandas as gpd
@@ -13,17 +11,13 @@ import pytest
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
+from gis_planner.datafiles import load_toml
 from gis_planner.sample import LAYER_NAMES, make_sample_district, write_sample_district
 
 GPKG = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
 ORIGIN_X, ORIGIN_Y = 500000.0, 3384750.0   # south-west corner of the district in EPSG:4547
 ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
               "roads": "road_id", "projects": "project_id", "boundaries": "boundary_id"}
-
-
-def _toml(name: str) -> dict:
-    with resources.files("gis_planner.data").joinpath(name).open("rb") as fh:
-        return tomllib.load(fh)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def layers() -> dict[str, gpd.GeoDataFrame]:
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    return _toml("schema.toml")
+    return load_toml("schema.toml")
 
 
 def test_layers_crs_and_extent(layers):
@@ -56,7 +50,7 @@ def test_counts_in_stated_ranges(layers):
 
 
 def test_columns_and_vocabularies_match_schema(layers, schema):
-    standards = _toml("standards.toml")
+    standards = load_toml("standards.toml")
     for name, gdf in layers.items():
         fields = list(schema["layers"][name]["fields"])
         assert list(gdf.columns) == [*fields, "geometry"], name
@@ -258,3 +252,11 @@ def test_write_sample_district(tmp_path):
     path = write_sample_district(tmp_path / "d.gpkg", seed=3)
     assert path.exists()
     assert [name for name, _ in pyogrio.list_layers(path)] == list(LAYER_NAMES)
+
+
+def test_default_seed_comes_from_the_data_file():
+    seed = load_toml("sample_district.toml")["seed"]
+    default = make_sample_district()
+    seeded = make_sample_district(seed)
+    for name in LAYER_NAMES:
+        assert_geodataframe_equal(default[name], seeded[name])

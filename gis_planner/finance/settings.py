@@ -1,0 +1,518 @@
+"""Finance settings (资金平衡参数): ``data/finance.toml`` with a plan's ``[finance]`` overrides, as a typed record."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pandas as pd
+
+from gis_planner import eligibility
+from gis_planner._errors import ConfigError
+from gis_planner.datafiles import load_toml
+from gis_planner.finance.money import annuity_factor
+
+__all__ = [
+    "DEFAULT_SCENARIOS",
+    "EXTRA_CLASSES",
+    "MODES",
+    "BalanceMode",
+    "FacilityIncome",
+    "FinanceSettings",
+    "FrozenMap",
+    "FundingRule",
+    "Options",
+    "Parameter",
+    "assumptions_table",
+    "cost_classes",
+    "default_options",
+    "facility_names",
+    "finance_settings",
+    "load_settings",
+    "resolve_settings",
+]
+
+#: balance modes in the order they are tested (keys of ``[modes]`` in ``data/finance.toml``).
+MODES = ("self_compound", "self_bundle", "cross_area", "government_led")
+#: cost items besides the renovation content classes of ``costs.toml``: key → Chinese name.
+EXTRA_CLASSES = {"facilities": "新建设施", "parking": "停车场"}
+_BASES = ("household", "floor_area", "cost_share")
+_KINDS = ("subsidy", "resident")
+_UNITS = ("none", "district", "subdistrict", "community")
+_RULE_FIELDS = {"name_zh", "payer_zh", "kind", "basis", "rate", "unit", "classes", "source", "verified",
+                "split", "split_zh", "split_source", "split_verified"}
+_NEW_RULE_FIELDS = {"name_zh", "kind", "basis", "rate", "classes"}
+_PARAM_FIELDS = {"value", "unit", "name_zh", "source", "verified"}
+_SHARES = ("common_income_share", "parking_occupancy", "parking_usable_share", "land_net_share",
+           "project_surplus_share")
+_OVERRIDE_SOURCE = "plan.toml override"
+#: default sensitivity scenarios (``[scenarios]`` of ``data/finance.toml``): name → settings overrides.
+DEFAULT_SCENARIOS: dict[str, dict[str, float]] = load_toml("finance.toml")["scenarios"]
+
+
+class FrozenMap(Mapping):
+    """A read-only mapping that keeps the order of its keys (what the frozen settings hold instead of dicts)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One number of ``[params]``: its value, unit, Chinese name and where it comes from.
+
+    Attributes
+    ----------
+    value : the number (unit as given).
+    unit : e.g. ``"1/year"``, ``"CNY per space per month"``, ``"share"``.
+    name_zh : Chinese name shown in the 参数假设 sheet.
+    source : document and clause, or ``"plan.toml override"``.
+    verified : True when the source is an official text checked by us.
+    overridden : set by a plan's ``[finance]`` table.
+    """
+
+    value: float
+    unit: str = ""
+    name_zh: str = ""
+    source: str = ""
+    verified: bool = False
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class FundingRule:
+    """One funding rule of ``[funding]`` (中央补助, 居民出资 …), applied to the remaining cost of its classes.
+
+    Attributes
+    ----------
+    name_zh, payer_zh : the rule and who pays, in Chinese.
+    kind : ``"subsidy"`` (fiscal) or ``"resident"`` (residents' contribution).
+    basis : ``"household"`` (``rate`` CNY per household), ``"floor_area"`` (CNY per m² of floor area) or
+        ``"cost_share"`` (``rate`` = share 0–1 of the original cost of its classes).
+    rate : see ``basis``.
+    unit : unit of ``rate`` in words.
+    classes : cost classes it pays for (``basic``, ``improve``, ``upgrade``, ``facilities``, ``parking``).
+    source, verified, overridden : as for :class:`Parameter`.
+    split : payer → share (sum 1) dividing the rule into ledger lines, or None.
+    split_zh : payer → Chinese name of that line.
+    split_source, split_verified : source of the split (None: ``source``).
+    """
+
+    name_zh: str
+    payer_zh: str
+    kind: str
+    basis: str
+    rate: float
+    classes: tuple[str, ...]
+    unit: str = ""
+    source: str = ""
+    verified: bool = False
+    split: FrozenMap | None = None
+    split_zh: FrozenMap = field(default_factory=FrozenMap)
+    split_source: str | None = None
+    split_verified: bool = False
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class FacilityIncome:
+    """Annual net operating income of one proposed facility by type (``[facility_income]``).
+
+    Attributes
+    ----------
+    amounts : facility type → CNY per year, in file order; ``default`` for the types not listed.
+    source, verified : where the amounts come from.
+    overridden : the types a plan's ``[finance.facility_income]`` set.
+    """
+
+    amounts: FrozenMap
+    source: str = ""
+    verified: bool = False
+    overridden: tuple[str, ...] = ()
+
+    def annual_cny(self, facility_type: str) -> float:
+        """CNY per year of a facility of ``facility_type`` (the ``default`` amount for a type not listed)."""
+        return float(self.amounts.get(facility_type, self.amounts["default"]))
+
+
+@dataclass(frozen=True)
+class BalanceMode:
+    """One balance mode of ``[modes]`` (DOMAIN.md §6): rule id, names, source and the rule text template.
+
+    ``text_zh`` names the per-bundle values in braces (``{own}``, ``{cost}``, ``{gap}``, ``{land}``,
+    ``{projects}``, ``{attached}``, ``{partners}``, ``{paired}``, ``{unfunded}``, ``{share}``).
+    """
+
+    rule_id: str
+    name_zh: str
+    name_en: str
+    source: str
+    text_zh: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """Policy choices of ``[options]`` (see the comments in ``data/finance.toml``), in file order.
+
+    Attributes
+    ----------
+    one_to_one : cross-area pairing gives each project and each bundle at most one partner.
+    whole_bundles_first : among the maximum-amount pairings, prefer the most bundles funded in full.
+    max_distance_m : largest straight-line distance of a cross-area partner, metres; 0 = no limit.
+    same_unit : ``"none"`` or the unit (``district``/``subdistrict``/``community``) partners must share.
+    pair_attached_remainder : an adjacent project's remaining surplus may pair across areas.
+    charge_attached_losses : charge a loss-making adjacent project to its bundles (split equally).
+    flow_unit_cny : flow unit of the split pairing, CNY.
+    land_sale_owner_types : owner types whose vacant parcels may be sold.
+    land_sale_excluded_kinds : parcel kinds never sold.
+    parking_kinds : parcel kinds on which a surface car park may be built.
+    """
+
+    one_to_one: bool
+    whole_bundles_first: bool
+    max_distance_m: float
+    same_unit: str
+    pair_attached_remainder: bool
+    charge_attached_losses: bool
+    flow_unit_cny: int
+    land_sale_owner_types: tuple[str, ...]
+    land_sale_excluded_kinds: tuple[str, ...]
+    parking_kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FinanceSettings:
+    """The funding-balance settings of a run: ``data/finance.toml`` with the plan's overrides applied and checked.
+
+    Attributes
+    ----------
+    params : parameter key → :class:`Parameter` (discount rate, horizon, fees, shares, scenario factors …).
+    funding : rule key → :class:`FundingRule`, in the order the rules are applied.
+    facility_income : :class:`FacilityIncome`.
+    modes : mode key (:data:`gis_planner.finance.MODES`) → :class:`BalanceMode`.
+    options : :class:`Options`.
+    """
+
+    params: FrozenMap
+    funding: FrozenMap
+    facility_income: FacilityIncome
+    modes: FrozenMap
+    options: Options
+
+    def value(self, key: str) -> float:
+        """The value of parameter ``key`` (unit as in ``data/finance.toml``)."""
+        return self.params[key].value
+
+    def annuity_factor(self) -> float:
+        """Present value of 1 CNY a year over ``horizon_years`` at ``discount_rate`` (years)."""
+        return annuity_factor(self.value("discount_rate"), int(self.value("horizon_years")))
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> FinanceSettings:
+        """These settings with plan.toml-style ``overrides`` applied and checked (see :func:`load_settings`)."""
+        params, funding = dict(self.params), dict(self.funding)
+        options = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(Options)}
+        income = self.facility_income
+        amounts, income_meta = dict(income.amounts), {"source": income.source, "verified": income.verified}
+        income_overridden = set(income.overridden)
+        for key, value in (overrides or {}).items():
+            if key in params:
+                params[key] = _override_parameter(params[key], value, f"finance.{key}")
+            elif key in options:
+                options[key] = _checked_option(key, value)
+            elif key == "funding":
+                funding.update(_override_funding(funding, value))
+            elif key == "facility_income":
+                if not isinstance(value, Mapping):
+                    raise ConfigError("finance.facility_income: expected a table facility type → CNY per year")
+                for facility_type, amount in value.items():
+                    if facility_type in ("source", "verified"):
+                        income_meta[facility_type] = amount
+                        continue
+                    if not _is_number(amount) or amount < 0:
+                        raise ConfigError(f"finance.facility_income.{facility_type}: expected a number ≥ 0, "
+                                          f"got {amount!r}")
+                    amounts[facility_type] = float(amount)
+                    income_overridden.add(facility_type)
+            else:
+                known = sorted([*params, *options, "funding", "facility_income"])
+                raise ConfigError(f"finance: unknown setting {key!r}; known: {', '.join(known)}")
+        out = FinanceSettings(
+            params=FrozenMap(params), funding=FrozenMap(funding),
+            facility_income=FacilityIncome(FrozenMap(amounts), income_meta["source"], income_meta["verified"],
+                                           tuple(sorted(income_overridden))),
+            modes=self.modes, options=Options(**options))
+        _check(out)
+        return out
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@cache
+def _bundled() -> FinanceSettings:
+    """``data/finance.toml`` as :class:`FinanceSettings` (nothing overridden)."""
+    data = load_toml("finance.toml")
+    income = dict(data["facility_income"])
+    meta = {k: income.pop(k) for k in ("source", "verified") if k in income}
+    return FinanceSettings(
+        params=FrozenMap({k: Parameter(**v) for k, v in data["params"].items()}),
+        funding=FrozenMap({k: _funding_rule(v) for k, v in data["funding"].items()}),
+        facility_income=FacilityIncome(FrozenMap(income), **meta),
+        modes=FrozenMap({k: BalanceMode(**v) for k, v in data["modes"].items()}),
+        options=Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["options"].items()}))
+
+
+def default_options() -> Options:
+    """The ``[options]`` of ``data/finance.toml`` as bundled (what a function called alone falls back to)."""
+    return _bundled().options
+
+
+@cache
+def _option_defaults() -> dict[str, Any]:
+    return load_toml("finance.toml")["options"]
+
+
+def _funding_rule(fields: Mapping[str, Any]) -> FundingRule:
+    """A :class:`FundingRule` from the fields of a ``[funding.<rule>]`` table."""
+    spec = dict(fields)
+    spec["classes"] = tuple(spec.get("classes") or ())
+    if spec.get("split") is not None:
+        spec["split"] = FrozenMap(spec["split"]) if isinstance(spec["split"], Mapping) else spec["split"]
+    spec["split_zh"] = FrozenMap(spec.get("split_zh") or {})
+    return FundingRule(**spec)
+
+
+def _override_parameter(param: Parameter, value: Any, where: str) -> Parameter:
+    if isinstance(value, Mapping):
+        extra = set(value) - _PARAM_FIELDS
+        if extra:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(extra)}; known: {sorted(_PARAM_FIELDS)}")
+        changes = dict(value)
+        if "source" not in value:
+            changes.update(source=_OVERRIDE_SOURCE, verified=False)
+    else:
+        changes = {"value": value, "source": _OVERRIDE_SOURCE, "verified": False}
+    out = dataclasses.replace(param, **changes, overridden=True)
+    if not _is_number(out.value):
+        raise ConfigError(f"{where}: expected a number, got {out.value!r}")
+    return out
+
+
+def _checked_option(key: str, value: Any) -> Any:
+    """``value`` for option ``key`` if it has the type of the bundled default (numbers converted to it)."""
+    default = _option_defaults()[key]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float):
+        ok = _is_number(value)
+        value = type(default)(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"finance.{key}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _override_funding(funding: Mapping[str, FundingRule], value: Any) -> dict[str, FundingRule]:
+    """The funding rules changed or added by a ``[finance.funding]`` table."""
+    if not isinstance(value, Mapping):
+        raise ConfigError("finance.funding: expected a table of funding rules")
+    out: dict[str, FundingRule] = {}
+    for rule, fields in value.items():
+        if not isinstance(fields, Mapping):
+            raise ConfigError(f"finance.funding.{rule}: expected a table")
+        extra = set(fields) - _RULE_FIELDS
+        if extra:
+            raise ConfigError(f"finance.funding.{rule}: unknown field(s) {sorted(extra)}; "
+                              f"known: {sorted(_RULE_FIELDS)}")
+        if rule in funding:
+            spec = {f.name: getattr(funding[rule], f.name) for f in dataclasses.fields(FundingRule)}
+        else:
+            missing = _NEW_RULE_FIELDS - set(fields)
+            if missing:
+                raise ConfigError(f"finance.funding.{rule}: a new rule needs {sorted(missing)}")
+            spec = {"payer_zh": fields["name_zh"], "unit": ""}
+        spec.update(fields)
+        if "source" not in fields:
+            spec.update(source=_OVERRIDE_SOURCE, verified=False)
+        spec["overridden"] = True
+        out[rule] = _funding_rule(spec)
+    return out
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> FinanceSettings:
+    """The finance settings: ``data/finance.toml`` with ``overrides`` (plan.toml ``[finance]``) applied.
+
+    Parameters
+    ----------
+    overrides : flat keys of ``[params]`` (``discount_rate = 0.06`` or a table with ``value``/``source``/
+        ``verified``) and ``[options]`` (``one_to_one = true``, ``max_distance_m = 2000``), plus the tables
+        ``funding`` (``{"central": {"rate": 5000}}``; a new rule needs ``name_zh, kind, basis, rate, classes``)
+        and ``facility_income`` (``{"market": 250000}``, CNY per year). Unknown keys raise
+        :class:`ConfigError` naming the key.
+
+    Returns
+    -------
+    :class:`FinanceSettings` (frozen; every parameter carrying ``value``, ``source``, ``verified`` and
+    ``overridden``).
+
+    Examples
+    --------
+    >>> s = load_settings({"discount_rate": 0.05})
+    >>> s.params["discount_rate"].value, s.params["discount_rate"].source
+    (0.05, 'plan.toml override')
+    """
+    return _bundled().with_overrides(overrides)
+
+
+#: the name ``config.py`` and earlier notebooks use for :func:`load_settings`.
+finance_settings = load_settings
+
+
+def resolve_settings(settings: FinanceSettings | Mapping[str, Any] | None) -> FinanceSettings:
+    """``settings`` itself when already loaded, else :func:`load_settings` of these overrides."""
+    return settings if isinstance(settings, FinanceSettings) else load_settings(settings)
+
+
+@cache
+def cost_classes() -> FrozenMap:
+    """Renovation content class → its table in ``data/costs.toml`` (``name_zh``, ``column`` of its cost …)."""
+    return FrozenMap(load_toml("costs.toml")["classes"])
+
+
+@cache
+def facility_names() -> FrozenMap:
+    """Facility type → Chinese name, from ``data/standards.toml``."""
+    types = load_toml("standards.toml").get("facility_types", {})
+    return FrozenMap({k: v.get("name_zh", k) for k, v in types.items()})
+
+
+def _check(settings: FinanceSettings) -> None:
+    """Raise :class:`ConfigError` naming the first value out of its range."""
+    value = {k: v.value for k, v in settings.params.items()}
+    if value["discount_rate"] <= -1:
+        raise ConfigError(f"finance.discount_rate: {value['discount_rate']} must be > -1")
+    if value["horizon_years"] < 0 or int(value["horizon_years"]) != value["horizon_years"]:
+        raise ConfigError(f"finance.horizon_years: expected a whole number ≥ 0, got {value['horizon_years']}")
+    for key in _SHARES:
+        if not 0 <= value[key] <= 1:
+            raise ConfigError(f"finance.{key}: {value[key]} is not a share in 0–1")
+    for key, number in value.items():
+        if key != "discount_rate" and number < 0:
+            raise ConfigError(f"finance.{key}: {number} must be ≥ 0")
+    if value["parking_m2_per_space"] <= 0:
+        raise ConfigError("finance.parking_m2_per_space must be > 0")
+    classes = {*cost_classes(), *EXTRA_CLASSES}
+    for rule, spec in settings.funding.items():
+        where = f"finance.funding.{rule}"
+        if spec.kind not in _KINDS:
+            raise ConfigError(f"{where}.kind: {spec.kind!r} is not one of {', '.join(_KINDS)}")
+        if spec.basis not in _BASES:
+            raise ConfigError(f"{where}.basis: {spec.basis!r} is not one of {', '.join(_BASES)}")
+        if not _is_number(spec.rate) or spec.rate < 0:
+            raise ConfigError(f"{where}.rate: expected a number ≥ 0, got {spec.rate!r}")
+        if spec.basis == "cost_share" and spec.rate > 1:
+            raise ConfigError(f"{where}.rate: a cost share must be in 0–1, got {spec.rate}")
+        bad = [c for c in spec.classes if c not in classes]
+        if bad or not spec.classes:
+            raise ConfigError(f"{where}.classes: unknown or empty {bad or list(spec.classes)}; "
+                              f"known: {', '.join(sorted(classes))}")
+        split = spec.split
+        if split is not None:
+            if not isinstance(split, Mapping) or not split or not all(_is_number(v) and v >= 0
+                                                                      for v in split.values()):
+                raise ConfigError(f"{where}.split: expected a table payer → share ≥ 0")
+            if abs(sum(split.values()) - 1.0) > 1e-9:
+                raise ConfigError(f"{where}.split: shares sum to {sum(split.values()):g}, not 1")
+    options = settings.options
+    if options.same_unit not in _UNITS:
+        raise ConfigError(f"finance.same_unit: {options.same_unit!r} is not one of {', '.join(_UNITS)}")
+    if options.max_distance_m < 0:
+        raise ConfigError("finance.max_distance_m must be ≥ 0 (0 = no limit)")
+    if options.flow_unit_cny < 1:
+        raise ConfigError("finance.flow_unit_cny must be a whole number ≥ 1")
+
+
+# -------------------------------------------------------------------------------------- assumptions
+def assumptions_table(settings: FinanceSettings | Mapping[str, Any] | None = None,
+                      costs: dict | None = None) -> pd.DataFrame:
+    """Every parameter the balance uses, with its value, unit, source and verified flag.
+
+    Parameters
+    ----------
+    settings : overrides (as for :func:`load_settings`) or loaded :class:`FinanceSettings`.
+    costs : the plan's ``[costs]`` overrides, to list the unit costs per content class (``data/costs.toml``).
+
+    Returns
+    -------
+    DataFrame ``group, key, name_zh, value, unit, source, verified, overridden``.
+    """
+    s = resolve_settings(settings)
+    rows: list[dict[str, Any]] = []
+    for _, r in eligibility.cost_table(costs).iterrows():
+        rows.append({"group": "unit_cost", "key": f"costs.{r['class']}", "name_zh": f"{r['name_zh']}单位造价",
+                     "value": r["unit_cost_cny_m2"], "unit": "CNY per m² of floor area (incremental)",
+                     "source": r["source"], "verified": bool(r["verified"]),
+                     "overridden": r["source"] == _OVERRIDE_SOURCE})
+    rows.append({"group": "unit_cost", "key": "facilities.build_cost_cny", "name_zh": "新建设施建设费用",
+                 "value": None, "unit": "CNY per facility",
+                 "source": "build_cost_cny of each proposed facility (siting; standards.toml build_cost_cny)",
+                 "verified": False, "overridden": False})
+    for key, param in s.params.items():
+        rows.append({"group": "param", "key": key, "name_zh": param.name_zh or key, "value": param.value,
+                     "unit": param.unit, "source": param.source, "verified": bool(param.verified),
+                     "overridden": param.overridden})
+    for key, rule in s.funding.items():
+        rows.append({"group": "funding", "key": f"funding.{key}.rate", "name_zh": rule.name_zh,
+                     "value": rule.rate, "unit": f"{rule.unit} ({rule.basis}; "
+                     f"classes {', '.join(rule.classes)}; {rule.kind})",
+                     "source": rule.source, "verified": bool(rule.verified), "overridden": rule.overridden})
+        for part, share in (rule.split or {}).items():
+            rows.append({"group": "funding", "key": f"funding.{key}.split.{part}",
+                         "name_zh": rule.split_zh.get(part, part), "value": share,
+                         "unit": "share of the rule",
+                         "source": rule.source if rule.split_source is None else rule.split_source,
+                         "verified": bool(rule.split_verified), "overridden": rule.overridden})
+    income, names = s.facility_income, facility_names()
+    for facility_type, amount in income.amounts.items():
+        name = names.get(facility_type, "其他设施" if facility_type == "default" else facility_type)
+        rows.append({"group": "facility_income", "key": f"facility_income.{facility_type}",
+                     "name_zh": f"{name}年经营收益", "value": amount, "unit": "CNY per facility per year",
+                     "source": income.source, "verified": bool(income.verified),
+                     "overridden": facility_type in income.overridden})
+    for key, default in _option_defaults().items():
+        value = getattr(s.options, key)
+        rows.append({"group": "option", "key": key, "name_zh": "选项", "value":
+                     ", ".join(value) if isinstance(value, tuple) else value, "unit": "",
+                     "source": "policy choice (data/finance.toml [options])", "verified": True,
+                     "overridden": (list(value) if isinstance(value, tuple) else value) != default})
+    for key, mode in s.modes.items():
+        rows.append({"group": "mode", "key": f"{mode.rule_id} {key}", "name_zh": mode.name_zh,
+                     "value": mode.text_zh, "unit": "", "source": f"DOMAIN.md §6 {mode.source}",
+                     "verified": True, "overridden": False})
+    out = pd.DataFrame(rows)
+    out["value"] = out["value"].astype(object)
+    return out
