@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import LayerError
+from .datafiles import load_toml
 
 __all__ = [
     "PostgisURL",
@@ -106,6 +108,8 @@ def parse_url(url: str) -> PostgisURL:
         raise LayerError(f"{mask(url)}: bad port ({exc})") from exc
     opts: dict[str, Any] = {}
     libpq: dict[str, str] = {}
+    for what, text in (("user name", parts.username), ("host", parts.hostname), ("database name", parts.path)):
+        _check_text(url, what, unquote(text or ""))
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in _LIBPQ_PARAMS:
             libpq[key] = value
@@ -114,27 +118,63 @@ def parse_url(url: str) -> PostgisURL:
         else:
             raise LayerError(f"{mask(url)}: unknown URL parameter {key!r} (known: "
                              f"{', '.join(_OUR_PARAMS + _LIBPQ_PARAMS)})")
+        _check_text(url, f"parameter {key!r}", value)
+    checks = _url_checks()
+    if "connect_timeout" in libpq:
+        _whole(url, "connect_timeout", libpq["connect_timeout"], checks["connect_timeout"])
     bbox = None
     if opts.get("bbox"):
         try:
             nums = [float(v) for v in opts["bbox"].split(",")]
         except ValueError as exc:
             raise LayerError(f"{mask(url)}: bbox must be xmin,ymin,xmax,ymax[,srid], got {opts['bbox']!r}") from exc
-        if len(nums) not in (4, 5) or nums[0] > nums[2] or nums[1] > nums[3]:
-            raise LayerError(f"{mask(url)}: bbox must be xmin,ymin,xmax,ymax[,srid] with min ≤ max, "
-                             f"got {opts['bbox']!r}")
-        bbox = (nums[0], nums[1], nums[2], nums[3], int(nums[4]) if len(nums) == 5 else 4326)
+        if len(nums) not in (4, 5) or not all(math.isfinite(v) for v in nums[:4]) or nums[0] > nums[2] \
+                or nums[1] > nums[3]:
+            raise LayerError(f"{mask(url)}: bbox must be xmin,ymin,xmax,ymax[,srid] with finite numbers and "
+                             f"min ≤ max, got {opts['bbox']!r}")
+        srid = _whole(url, "bbox SRID", opts["bbox"].split(",")[4], checks["srid"]) if len(nums) == 5 else 4326
+        bbox = (nums[0], nums[1], nums[2], nums[3], srid)
     names = tuple(s.strip() for s in opts.get("subdistrict", "").split(",") if s.strip())
     try:
         halo = float(opts.get("halo_m", 2000.0))
     except ValueError as exc:
         raise LayerError(f"{mask(url)}: halo_m must be a number of metres") from exc
+    if not math.isfinite(halo) or halo < checks["halo_m"]["min"]:
+        raise LayerError(f"{mask(url)}: halo_m must be a finite number of metres ≥ {checks['halo_m']['min']:g}, "
+                         f"got {opts['halo_m']!r}")
     return PostgisURL(
         user=unquote(parts.username) if parts.username else None, host=parts.hostname or None, port=port,
         dbname=unquote(parts.path.lstrip("/")) or None, schema=opts.get("schema") or "public",
         table=opts.get("table") or None, geometry=opts.get("geometry") or None, bbox=bbox,
         subdistrict=names, halo_m=halo, libpq=libpq,
     )
+
+
+@cache
+def _url_checks() -> dict[str, Any]:
+    """What the URL parameters accept: ``[checks.postgis_url]`` of ``data/defaults.toml``."""
+    return load_toml("defaults.toml")["checks"]["postgis_url"]
+
+
+def _check_text(url: str, what: str, text: str) -> None:
+    """Refuse NUL and other control characters (PostgreSQL text cannot hold NUL; no name needs them)."""
+    bad = [c for c in text if not c.isprintable() and c not in " "]
+    if bad:
+        raise LayerError(f"{mask(url)}: the {what} holds the control character {bad[0]!r}, which PostgreSQL "
+                         "names and text cannot hold")
+
+
+def _whole(url: str, what: str, text: str, rule: Mapping[str, Any]) -> int:
+    """``text`` as a whole number within ``rule`` (``min`` / ``max``), else :class:`LayerError`."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value < rule.get("min", -math.inf) or value > rule.get("max", math.inf):
+        bounds = " and ".join([f"≥ {rule['min']}" for _ in ("min",) if "min" in rule]
+                               + [f"≤ {rule['max']}" for _ in ("max",) if "max" in rule])
+        raise LayerError(f"{mask(url)}: {what} must be a whole number {bounds}, got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------- engine
@@ -161,12 +201,15 @@ def _engine(u: PostgisURL) -> Any:
 def _connect(u: PostgisURL, *, transaction: bool = False) -> Iterator[Any]:
     """A SQLAlchemy connection (in one transaction when asked: committed only if the block succeeds)."""
     sa = _sqlalchemy()
-    engine = _engine(u)
+    try:
+        engine = _engine(u)
+    except (sa.exc.ArgumentError, ValueError, TypeError) as exc:
+        raise LayerError(f"{u.label()}: bad connection parameters: {mask(_first_line(exc))}") from None
     try:
         try:
             cm = engine.begin() if transaction else engine.connect()
             conn = cm.__enter__()
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
             raise LayerError(f"{u.label()}: cannot connect to PostgreSQL: {mask(_first_line(exc))} — the "
                              "password comes from PGPASSWORD or ~/.pgpass") from None
         with ExitStack() as stack:
@@ -177,8 +220,43 @@ def _connect(u: PostgisURL, *, transaction: bool = False) -> Iterator[Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
+    orig = _root(exc)
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The database driver's own error behind SQLAlchemy's or pandas' wrapper (else ``exc`` itself)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        orig = getattr(cur, "orig", None)
+        if isinstance(orig, BaseException):
+            return orig
+        if type(cur).__module__.split(".")[0] == "psycopg":
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return exc
+
+
+@contextmanager
+def _database_errors(u: PostgisURL, table: str | None, action: str) -> Iterator[None]:
+    """Turn any error the database, SQLAlchemy, psycopg or pandas raise while reading into a
+    :class:`LayerError` naming the URL (password masked) and the table."""
+    sa = _sqlalchemy()
+    import psycopg
+
+    try:
+        yield
+    except LayerError:
+        raise
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError, psycopg.Error) as exc:
+        hint = ""
+        text = _first_line(exc)
+        if "geometry_columns" in text or "spatial_ref_sys" in text:
+            hint = (" — PostGIS is not visible: is the extension installed in this database, and does an "
+                    "'options' search_path in the URL leave it out?")
+        raise LayerError(f"{u.label(table)}: {action}: {mask(text)}{hint}") from None
 
 
 def _q(conn: Any, name: str) -> str:
@@ -233,6 +311,16 @@ def _read_table(conn: Any, u: PostgisURL, table: str, layer: str | None, tables:
     geom = u.geometry or geom
     if geom is None:
         raise LayerError(f"{u.label(table)}: table {table!r} has no geometry column (PostGIS geometry_columns)")
+    columns = _columns(conn, u.schema, table)
+    if geom not in columns:
+        raise LayerError(f"{u.label(table)}: table {table!r} has no column {geom!r} (the geometry parameter); "
+                         f"columns: {', '.join(columns)}")
+    if bbox is not None and srid and srid != bbox[4]:
+        known = conn.execute(sa.text("SELECT count(*) FROM spatial_ref_sys WHERE srid = :s"),
+                             {"s": bbox[4]}).scalar()
+        if not known:
+            raise LayerError(f"{u.label(table)}: the bbox SRID {bbox[4]} is not in the database's spatial_ref_sys; "
+                             "give the bbox in an SRID it knows (e.g. 4326 for degrees)")
     where: list[str] = []
     params: dict[str, Any] = {}
     if bbox is not None:
@@ -244,7 +332,7 @@ def _read_table(conn: Any, u: PostgisURL, table: str, layer: str | None, tables:
         where.append(f"{_q(conn, geom)} && {envelope}")
         params.update(xmin=bbox[0], ymin=bbox[1], xmax=bbox[2], ymax=bbox[3], bsrid=bbox[4])
     if subdistrict:
-        col = _field_column(_columns(conn, u.schema, table), layer or "compounds", "subdistrict")
+        col = _field_column(columns, layer or "compounds", "subdistrict")
         if col is None:
             raise LayerError(f"{u.label(table)}: a subdistrict filter was given but the table has no "
                              "subdistrict (街道) column")
@@ -253,10 +341,8 @@ def _read_table(conn: Any, u: PostgisURL, table: str, layer: str | None, tables:
     sql = f"SELECT * FROM {_q(conn, u.schema)}.{_q(conn, table)}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    try:
+    with _database_errors(u, table, "cannot read"):
         gdf = gpd.read_postgis(sa.text(sql), conn, geom_col=geom, params=params)
-    except sa.exc.DBAPIError as exc:
-        raise LayerError(f"{u.label(table)}: cannot read: {mask(_first_line(exc))}") from None
     if gdf.crs is None and srid:
         gdf = gdf.set_crs(srid)
     if gdf.geometry.name != "geometry" and "geometry" not in gdf.columns:
@@ -284,11 +370,19 @@ def _finish(gdf: gpd.GeoDataFrame, u: PostgisURL, table: str, crs: Any, coord_sy
 def _bbox_arg(bbox: Any) -> tuple[float, float, float, float, int] | None:
     if bbox is None:
         return None
-    vals = list(bbox)
-    if len(vals) not in (4, 5):
-        raise LayerError(f"bbox must be (xmin, ymin, xmax, ymax[, srid]), got {bbox!r}")
-    return (float(vals[0]), float(vals[1]), float(vals[2]), float(vals[3]),
-            int(vals[4]) if len(vals) == 5 else 4326)
+    try:
+        vals = list(bbox)
+        nums = [float(v) for v in vals[:4]]
+    except (TypeError, ValueError):
+        vals, nums = [], []
+    rule = _url_checks()["srid"]
+    srid = vals[4] if len(vals) == 5 else 4326
+    if (len(vals) not in (4, 5) or not all(math.isfinite(v) for v in nums) or nums[0] > nums[2]
+            or nums[1] > nums[3] or isinstance(srid, bool) or not isinstance(srid, int | np.integer)
+            or not rule["min"] <= srid <= rule["max"]):
+        raise LayerError(f"bbox must be (xmin, ymin, xmax, ymax[, srid]) with finite numbers, min ≤ max and a "
+                         f"whole SRID in {rule['min']}–{rule['max']}, got {bbox!r}")
+    return (nums[0], nums[1], nums[2], nums[3], int(srid))
 
 
 def read_layer(url: str, layer: str | None = None, *, crs: Any = None, coord_system: str | None = None,
@@ -317,7 +411,9 @@ def read_layer(url: str, layer: str | None = None, *, crs: Any = None, coord_sys
         raise LayerError(f"{u.label()}: name the table (…?schema={u.schema}&table=compounds)")
     box = _bbox_arg(bbox) or u.bbox
     names = ((subdistrict,) if isinstance(subdistrict, str) else tuple(subdistrict or ())) or u.subdistrict
-    with _connect(u) as conn:
+    for name in names:
+        _check_text(url, "subdistrict filter", name)
+    with _connect(u) as conn, _database_errors(u, table, "cannot read"):
         tables = _tables(conn, u.schema)
         gdf = _read_table(conn, u, table, layer, tables, bbox=box, subdistrict=names)
     return _finish(gdf, u, table, crs, coord_system, {"bbox": box, "subdistrict": list(names)})
@@ -354,7 +450,7 @@ def read_raw_layers(url: str) -> tuple[dict[str, gpd.GeoDataFrame | None], dict[
     raw: dict[str, gpd.GeoDataFrame | None] = {}
     sources: dict[str, str] = {}
     notes: list[str] = []
-    with _connect(u) as conn:
+    with _connect(u) as conn, _database_errors(u, None, "cannot read"):
         tables = _tables(conn, u.schema)
         found: dict[str, str] = {}
         for name in _layer_names():

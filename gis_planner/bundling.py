@@ -14,6 +14,7 @@ import pandas as pd
 import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from gis_planner import eligibility
 from gis_planner._errors import ConfigError, LayerError
@@ -35,6 +36,7 @@ _UNITS = {"subdistrict": ("街道", "subdistricts", "subdistrict"), "community":
 _RULE_TYPES = {
     "gap_m": float, "barrier_classes": list, "same_unit": str, "max_households": float,
     "max_floor_area_m2": float, "max_cost_cny": float, "min_floor_area_m2": float, "touch_tol_m": float,
+    "max_neighbours": float,
 }
 _CAP_COLUMNS = (("max_households", "households"), ("max_floor_area_m2", "floor_area_m2"),
                 ("max_cost_cny", "cost_cny"))
@@ -72,6 +74,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict:
     """
     base = load_toml("bundling.toml")["settings"]
     out = {k: v for k, v in base.items() if k in _RULE_TYPES}
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"bundling: expected a table of settings, got {overrides!r}")
     for key, value in (overrides or {}).items():
         if key not in _RULE_TYPES:
             raise ConfigError(f"bundling: unknown setting {key!r}; known: {', '.join(sorted(_RULE_TYPES))}")
@@ -93,12 +97,15 @@ def _check_settings(s: dict) -> None:
     if s["same_unit"] not in ("subdistrict", "community", "none"):
         raise ConfigError(f"bundling.same_unit: {s['same_unit']!r} is not 'subdistrict', 'community' or 'none'")
     classes = _road_classes()
+    if not all(isinstance(c, str) for c in s["barrier_classes"]):
+        raise ConfigError(f"bundling.barrier_classes: expected a list of road classes (text), got "
+                          f"{s['barrier_classes']!r}")
     bad = [c for c in s["barrier_classes"] if c not in classes]
     if bad:
         raise ConfigError(f"bundling.barrier_classes: unknown road class(es) {bad}; known: "
                           f"{', '.join(sorted(classes))}")
     for key in ("gap_m", "max_households", "max_floor_area_m2", "max_cost_cny", "min_floor_area_m2",
-                "touch_tol_m"):
+                "touch_tol_m", "max_neighbours"):
         if not math.isfinite(s[key]) or s[key] < 0:
             raise ConfigError(f"bundling.{key}: expected a finite number ≥ 0, got {s[key]!r}")
 
@@ -301,6 +308,78 @@ def adjacency(
     return _pairs(compounds, roads, boundaries, barriers, settings)
 
 
+def candidate_pairs(geoms: np.ndarray, ids: np.ndarray, gap_m: float, max_neighbours: int,
+                    chunk_pairs: int = 2_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of compounds whose red lines are within ``gap_m`` metres, in memory near-linear in their number.
+
+    Identical red lines (duplicated compounds) are searched once: the copies are chained in id order and only the
+    first searches its neighbours. The other red lines are found with an STRtree query on bounding boxes grown
+    by ``gap_m``, in chunks of at most ``chunk_pairs`` hits; a compound with more box hits than ``max_neighbours`` (stacked
+    or overlapping polygons) takes its ``max_neighbours`` nearest by centre instead (a KD-tree query), so the work
+    stays near-linear; the exact distance decides (a pair stays if either side keeps it; 0 = no limit). Real layouts have far fewer neighbours within a few tens of metres, so the
+    limit only bites on stacked or heavily overlapping polygons, which validation warns about.
+
+    Parameters
+    ----------
+    geoms : red lines (metric CRS); ids : compound ids (str), the tie-break order.
+    gap_m : neighbour distance, metres; max_neighbours : neighbours kept per compound (0 = all).
+    chunk_pairs : the largest number of candidate hits held at once.
+
+    Returns
+    -------
+    (a, b, distance_m): positions with ``ids[a] < ids[b]``, each unordered pair once, and their gap in metres.
+    """
+    n = len(geoms)
+    order_key = np.argsort(np.argsort(ids, kind="stable"), kind="stable")
+    _, group = np.unique(shapely.to_wkb(geoms), return_inverse=True)
+    group = group.ravel()
+    by_group = np.lexsort((order_key, group))  # members of each group of identical red lines, in id order
+    same_as_prev = np.r_[False, group[by_group][1:] == group[by_group][:-1]]
+    dup, prev = by_group[same_as_prev], by_group[np.flatnonzero(same_as_prev) - 1]
+    reps = np.sort(by_group[~same_as_prev])
+    box = shapely.bounds(geoms)
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    tree = shapely.STRtree(shapely.box(*(box[reps] + np.array([-gap_m, -gap_m, gap_m, gap_m])).T))
+    k = int(max_neighbours) if max_neighbours and max_neighbours > 0 else n
+    centres = None
+    lefts, rights = [], []
+    lo, chunk = 0, 1024
+    while lo < len(reps):
+        q = reps[lo:lo + chunk]
+        ql, qr = tree.query(shapely.box(*box[q].T))
+        lo += len(q)
+        chunk = int(np.clip(chunk_pairs / max(len(ql) / max(len(q), 1), 1.0), 1, 65536))
+        dense = np.bincount(ql, minlength=len(q)) > k + 1  # more box hits than neighbours kept (self included)
+        sparse = ~dense[ql]
+        left, right = q[ql[sparse]], reps[qr[sparse]]
+        if dense.any():  # stacked / overlapping polygons: the k nearest centres instead of every box hit
+            if centres is None:
+                centres = cKDTree(centre[reps])
+            _, nearest = centres.query(centre[q[dense]], k=min(k + 1, len(reps)))
+            nearest = np.atleast_2d(nearest.reshape(int(dense.sum()), -1))
+            left = np.r_[left, np.repeat(q[dense], nearest.shape[1])]
+            right = np.r_[right, reps[nearest.ravel()]]
+        other = left != right
+        left, right = left[other], right[other]
+        box_gap = np.hypot(np.maximum(0, np.maximum(box[left, 0] - box[right, 2], box[right, 0] - box[left, 2])),
+                           np.maximum(0, np.maximum(box[left, 1] - box[right, 3], box[right, 1] - box[left, 3])))
+        near = box_gap <= gap_m
+        lefts.append(left[near])
+        rights.append(right[near])
+    a = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
+    b = np.concatenate(rights) if rights else np.zeros(0, np.int64)
+    swap = order_key[a] > order_key[b]
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    pairs = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+    a, b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
+    dist = shapely.distance(geoms[a], geoms[b])
+    within = dist <= gap_m
+    a, b, dist = a[within], b[within], dist[within]
+    a, b = np.r_[a, prev], np.r_[b, dup]
+    dist = np.r_[dist, np.zeros(len(dup))]
+    return a.astype(np.int64), b.astype(np.int64), dist
+
+
 def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
     gap, tol = s["gap_m"], s["touch_tol_m"]
     unit = None if s["same_unit"] == "none" else s["same_unit"]
@@ -311,11 +390,8 @@ def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
         empty.update(gap_m=pd.Series(dtype=float), adjacent=pd.Series(dtype=bool),
                      road_barrier=pd.Series(dtype=bool), other_barrier=pd.Series(dtype=bool))
         return pd.DataFrame(empty)
-    left, right = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=gap)
-    keep = ids[left] < ids[right]
-    a, b = left[keep], right[keep]
+    a, b, dist = candidate_pairs(geoms, ids, gap, int(s["max_neighbours"]))
     ga, gb = geoms[a], geoms[b]
-    dist = shapely.distance(ga, gb)
     touching = dist <= tol
 
     road_geoms, road_labels = _barrier_arrays(roads, "road_id", s["barrier_classes"])

@@ -12,8 +12,14 @@ from ._errors import GisPlannerError
 
 __all__ = ["main"]
 
+#: Exit codes of every command: 0 clean, 1 warnings only, 2 input or settings error, 3 internal error.
+EXIT_OK, EXIT_WARNINGS, EXIT_INPUT_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+
 _EXAMPLES = {
     "run": """
+        exit code: 0 clean, 1 finished with warnings (input warnings, a text cut in ledger.xlsx), 2 input or
+        settings error (nothing computed), 3 internal error. The output folder is replaced as a whole; a
+        non-empty folder that is not a gis_planner run's output is refused.
         examples:
           gis-planner run --layers layers/sample_district.gpkg -o outputs/sample
           gis-planner run plan.toml -o outputs/district_2025
@@ -196,7 +202,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         tables = write_postgis(result, args.to)
         print(f"PostGIS 结果表: {len(tables)} tables written in one transaction")
-    return 0
+    warned = result.layers.report.warnings or any(m.startswith("write: ") for m in result.messages)
+    return EXIT_WARNINGS if warned else EXIT_OK
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -287,10 +294,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         result = Plan(layers=str(layers)).run(args.out, progress=progress)
     _print_summary(result)
     return 0
-
-
-#: Exit codes of every command: 0 clean, 1 warnings only, 2 input or settings error, 3 internal error.
-EXIT_OK, EXIT_WARNINGS, EXIT_INPUT_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
 
 
 def _log_internal_error(argv: list[str]) -> Path:

@@ -140,11 +140,13 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
     data = load_rules()
     settings = data["settings"]
     classes = data["classes"]
+    if rules is not None and not isinstance(rules, Mapping):
+        raise ConfigError(f"eligibility: expected a table of settings, got {rules!r}")
     for key, value in (rules or {}).items():
         if key == "classes":
-            if not isinstance(value, dict) or set(value) - {"unknown", "bands"}:
+            if not isinstance(value, Mapping) or set(value) - {"unknown", "bands"}:
                 raise ConfigError("eligibility.classes: expected a table with keys 'unknown' and/or 'bands'")
-            classes.update(copy.deepcopy(value))
+            classes.update(copy.deepcopy(dict(value)))
             continue
         if key not in _SETTING_TYPES:
             raise ConfigError(f"eligibility: unknown setting {key!r}; known: "
@@ -156,29 +158,81 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
         if not ok:
             raise ConfigError(f"eligibility.{key}: expected {want.__name__}, got {value!r}")
         settings[key] = value
+    _check_ranges(settings, data["checks"])
     if settings["unknown_year_policy"] not in _UNKNOWN_POLICIES:
         raise ConfigError(f"eligibility.unknown_year_policy: {settings['unknown_year_policy']!r} is not one of "
                           f"{', '.join(_UNKNOWN_POLICIES)}")
     if settings["secondary_cutoff_year"] < settings["primary_cutoff_year"]:
         raise ConfigError("eligibility.secondary_cutoff_year must be ≥ primary_cutoff_year "
                           f"({settings['secondary_cutoff_year']} < {settings['primary_cutoff_year']})")
-    if not 0.0 <= settings["min_consent"] <= 1.0:
-        raise ConfigError(f"eligibility.min_consent: {settings['min_consent']} is not a fraction in 0–1")
-    if settings["recent_renovation_years"] < 0:
-        raise ConfigError("eligibility.recent_renovation_years must be ≥ 0")
     switchable = {rid for rid in data["rules"] if rid[0] in "XCN"}
+    if not all(isinstance(r, str) for r in settings["disabled_rules"]):
+        raise ConfigError(f"eligibility.disabled_rules: expected a list of rule ids (text), got "
+                          f"{settings['disabled_rules']!r}")
     bad = [r for r in settings["disabled_rules"] if r not in switchable]
     if bad:
         raise ConfigError(f"eligibility.disabled_rules: {bad} cannot be disabled; choose from "
                           f"{', '.join(sorted(switchable))}")
-    known_classes = set(load_costs()["classes"])
-    for band in classes["bands"]:
-        if not {"name", "until", "classes"} <= set(band):
-            raise ConfigError("eligibility.classes.bands: every band needs name, until and classes")
-    for cls in [*classes["unknown"], *(c for b in classes["bands"] for c in b["classes"])]:
-        if cls not in known_classes:
-            raise ConfigError(f"eligibility.classes: unknown class {cls!r}; known: {', '.join(known_classes)}")
+    _check_classes(classes, set(load_costs()["classes"]))
     return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"]}
+
+
+def _bound(value: Any, settings: Mapping[str, Any]) -> tuple[float, str]:
+    """A bound of ``[checks]``: a number, ``"build_year_min"`` or ``"reference_year"`` → (value, its words)."""
+    if value == "build_year_min":
+        low = load_toml("schema.toml")["layers"]["compounds"]["fields"]["build_year"]["min"]
+        return float(low), f"{low} (the earliest build_year of the compounds schema)"
+    if value == "reference_year":
+        year = settings["reference_year"] or datetime.date.today().year
+        return float(year), f"{year} (the reference year)"
+    return float(value), f"{value:g}"
+
+
+def _check_ranges(settings: Mapping[str, Any], checks: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first setting outside its ``[checks]`` range (or not finite)."""
+    for key, rule in checks.items():
+        value = settings[key]
+        if "or" in rule and value == rule["or"]:
+            continue
+        ok = np.isfinite(value)
+        words = []
+        if "min" in rule:
+            low, text = _bound(rule["min"], settings)
+            ok = ok and value >= low
+            words.append(f"≥ {text}")
+        if "max" in rule:
+            high, text = _bound(rule["max"], settings)
+            ok = ok and value <= high
+            words.append(f"≤ {text}")
+        if not ok:
+            kind = "a whole number" if isinstance(value, int) else "a finite number"
+            extra = f" or {rule['or']!r}" if "or" in rule else ""
+            raise ConfigError(f"eligibility.{key}: must be {kind} {' and '.join(words)}{extra}, got {value!r}")
+
+
+def _check_classes(classes: Mapping[str, Any], known_classes: set[str]) -> None:
+    """``[classes]``: ``unknown`` a list of content classes; ``bands`` a list of tables name/until/classes."""
+    known = ", ".join(sorted(known_classes))
+    unknown, bands = classes.get("unknown"), classes.get("bands")
+    if not isinstance(unknown, list) or not all(isinstance(c, str) for c in unknown):
+        raise ConfigError(f"eligibility.classes.unknown: expected a list of classes ({known}), got {unknown!r}")
+    if not isinstance(bands, list):
+        raise ConfigError(f"eligibility.classes.bands: expected a list of tables, got {bands!r}")
+    for i, band in enumerate(bands, start=1):
+        where = f"eligibility.classes.bands[{i}]"
+        if not isinstance(band, Mapping) or not {"name", "until", "classes"} <= set(band):
+            raise ConfigError("eligibility.classes.bands: every band needs name, until and classes "
+                              f"(band {i}: {band!r})")
+        until = band["until"]
+        if not isinstance(until, int) or isinstance(until, bool):
+            raise ConfigError(f"{where}.until: expected a whole year, got {until!r}")
+        if not isinstance(band["name"], str):
+            raise ConfigError(f"{where}.name: expected text, got {band['name']!r}")
+        if not isinstance(band["classes"], list) or not all(isinstance(c, str) for c in band["classes"]):
+            raise ConfigError(f"{where}.classes: expected a list of classes ({known}), got {band['classes']!r}")
+    for cls in [*unknown, *(c for b in bands for c in b["classes"])]:
+        if cls not in known_classes:
+            raise ConfigError(f"eligibility.classes: unknown class {cls!r}; known: {known}")
 
 
 def _merge_costs(costs: Mapping[str, Any] | None) -> dict:
@@ -186,21 +240,33 @@ def _merge_costs(costs: Mapping[str, Any] | None) -> dict:
     for key, value in (costs or {}).items():
         if key not in table:
             raise ConfigError(f"costs: unknown class {key!r}; known: {', '.join(table)}")
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             extra = set(value) - set(_COST_FIELDS)
             if extra:
                 raise ConfigError(f"costs.{key}: unknown field(s) {sorted(extra)}")
+            for fld, given in value.items():
+                kind = type(table[key][fld])
+                ok = (isinstance(given, kind) and not (kind is not bool and isinstance(given, bool))) or (
+                    kind is float and isinstance(given, int) and not isinstance(given, bool))
+                if not ok:
+                    raise ConfigError(f"costs.{key}.{fld}: expected {kind.__name__}, got {given!r}")
+                if kind is float and (not np.isfinite(given) or given < 0):
+                    raise ConfigError(f"costs.{key}.{fld}: expected a finite number ≥ 0, got {given!r}")
             table[key].update(value)
             if "source" not in value:
                 table[key]["source"] = "plan.toml override"
                 table[key]["verified"] = False
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
             table[key].update(unit_cost_cny_m2=float(value), source="plan.toml override", verified=False)
         else:
             raise ConfigError(f"costs.{key}: expected a number (CNY per m²) or a table, got {value!r}")
         unit = table[key]["unit_cost_cny_m2"]
         if not isinstance(unit, int | float) or isinstance(unit, bool) or not np.isfinite(unit) or unit < 0:
             raise ConfigError(f"costs.{key}.unit_cost_cny_m2: expected a number ≥ 0, got {unit!r}")
+    columns = [spec["column"] for spec in table.values()]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ConfigError(f"costs: column {twice[0]!r} is given to more than one class")
     return table
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,21 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
+import pyproj
+import shapely
 
 from . import _postgis
 from ._errors import InvalidLayersError, LayerError
 from .manifest import file_sha256
-from .schema import LAYER_NAMES, Layers, ValidationReport, validate_layers
+from .schema import LAYER_NAMES, Layers, ValidationReport, reproject, validate_layers
 
 __all__ = [
     "atomic_path",
+    "check_geopackage",
     "detect_dbf_encoding",
+    "detect_text_encoding",
     "file_sha256",
+    "list_gpkg_layers",
     "load_run",
     "neutralise_text",
     "restore_text",
@@ -132,12 +138,14 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a table as UTF-8 CSV with a BOM (so Excel shows Chinese), atomically.
 
     Text cells that Excel or WPS would run as a formula (``=…``, ``+…``, ``-…``, ``@…``, tab, CR) are written
-    with a leading ``'`` (:func:`neutralise_text`); numeric columns are written as numbers.
+    with a leading ``'`` (:func:`neutralise_text`); numeric columns are written as numbers. Rows end in CRLF
+    (RFC 4180), so a line break inside a text is quoted.
     """
     path = Path(path)
     safe = df.apply(neutralise_text) if len(df.columns) else df
     with atomic_path(path) as tmp:
-        safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
+        # CRLF rows (RFC 4180): a line break inside a name — CR or LF — is then quoted, never a new row
+        safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n")
     return path
 
 
@@ -180,6 +188,8 @@ def detect_dbf_encoding(shp_path: str | os.PathLike) -> tuple[str, str]:
     dbf = shp_path.with_suffix(".dbf")
     if not dbf.exists():
         dbf = shp_path.with_suffix(".DBF")
+    if not dbf.exists():
+        raise LayerError(f"{shp_path.name}: its attribute table {shp_path.stem}.dbf is missing")
     data = dbf.read_bytes()
     header_len = int.from_bytes(data[8:10], "little") if len(data) >= 10 else 0
     records = data[header_len:]
@@ -210,22 +220,185 @@ def _find_column(columns: list[str], wanted: str | None, names: tuple[str, ...],
                      f"columns are {', '.join(map(str, columns))}); name it in plan.toml")
 
 
-def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: str | None) -> gpd.GeoDataFrame:
-    enc = encoding
-    if enc is None:
-        raw = path.read_bytes()
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False instead of raising on a NUL byte or an over-long name."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _what(exc: Exception) -> str:
+    return {"FieldError": "fields", "FeatureError": "features", "GeometryError": "geometries",
+            "CRSError": "coordinate reference system"}.get(type(exc).__name__, "data")
+
+
+def check_geopackage(path: Path) -> None:
+    """Raise a :class:`LayerError` saying what is wrong with a GeoPackage that cannot be whole.
+
+    Cheap checks of the SQLite header only (no full read): an empty file, a file that is not SQLite at all, and a
+    file shorter than the page count its header declares (a copy or download cut off).
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise LayerError(f"{path.name}: the file is empty (0 bytes): a failed copy or download? Copy it again")
+    with path.open("rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        raise LayerError(f"{path.name}: not a GeoPackage (no SQLite header; {size:,} bytes): another format "
+                         "renamed to .gpkg, or a damaged file?")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    # the header's page count is only valid when the change counter matches "version-valid-for" (SQLite ≥ 3.7.0)
+    valid = head[24:28] == head[92:96]
+    wal = path.with_name(path.name + "-wal")
+    if valid and pages and not _exists(wal) and size < page_size * pages:
+        raise LayerError(f"{path.name}: the file is truncated ({size:,} of {page_size * pages:,} bytes): a copy "
+                         "or download was cut off; copy it again")
+
+
+def _check_shapefile_parts(path: Path) -> None:
+    """A Shapefile is three files: without its .dbf the attributes (ids, households …) are silently absent."""
+    for ext, what in ((".dbf", "attribute table (ids, names, households …)"), (".shx", "index")):
+        if not (_exists(path.with_suffix(ext)) or _exists(path.with_suffix(ext.upper()))):
+            raise LayerError(f"{path.name}: its {what} {path.stem}{ext} is missing; a Shapefile needs "
+                             f"{path.stem}.shp, .shx and .dbf (and .prj for the CRS) side by side")
+
+
+def _restore_nul_text(gdf: gpd.GeoDataFrame, path: Path, layer: str | None) -> None:
+    """Put back text that GDAL cut at a NUL character, so that validation reports it instead of a silent change.
+
+    GDAL reads strings as C strings: ``"C\\u0000002"`` in a GeoJSON or a GeoPackage arrives as ``"C"``. Only files
+    that hold a NUL in text are looked at further (a byte search for GeoJSON, one SQL query for GeoPackage).
+    """
+    suffix = path.suffix.lower()
+    restored: list[tuple[int, str, str]] = []
+    if suffix in (".geojson", ".json"):
+        data = path.read_bytes()
+        if b"\\u0000" not in data:
+            return
+        import json
+
         try:
-            raw.decode("utf-8")
-            enc = "utf-8-sig"
-        except UnicodeDecodeError:
-            enc = "gbk"
-    df = pd.read_csv(path, encoding=enc, dtype=str, keep_default_na=False, na_values=[""])
+            features = json.loads(data.decode("utf-8")).get("features") or []
+        except (ValueError, AttributeError):
+            return
+        for row, feature in enumerate(features):
+            props = feature.get("properties") if isinstance(feature, dict) else None
+            for key, value in (props or {}).items():
+                if isinstance(value, str) and "\x00" in value:
+                    restored.append((row, key, value))
+    elif suffix == ".gpkg":
+        restored = _gpkg_nul_text(path, layer, [c for c in gdf.columns if c != gdf.geometry.name and (
+            pd.api.types.is_object_dtype(gdf[c]) or pd.api.types.is_string_dtype(gdf[c]))])
+    for row, key, value in restored:
+        if key in gdf.columns and row < len(gdf):
+            gdf.iat[row, gdf.columns.get_loc(key)] = value
+
+
+def _gpkg_nul_text(path: Path, layer: str | None, columns: list[str]) -> list[tuple[int, str, str]]:
+    """(row position, column, full text) of the GeoPackage text cells holding a NUL character."""
+    import sqlite3
+
+    if not columns:
+        return []
+    try:
+        table = layer or str(pyogrio.list_layers(path)[0, 0])
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except (sqlite3.Error, pyogrio.errors.DataSourceError, IndexError):
+        return []
+    try:
+        info = con.execute(f'PRAGMA table_info("{_sql_name(table)}")').fetchall()
+        pk = next((r[1] for r in info if r[5] == 1), "rowid")
+        known = {r[1] for r in info}
+        cols = [c for c in columns if c in known]
+        if not cols:
+            return []
+        quoted = [f'"{_sql_name(c)}"' for c in cols]
+        where = " OR ".join(f"instr(CAST({q} AS BLOB), X'00') > 0" for q in quoted)
+        rows = con.execute(f'SELECT "{_sql_name(pk)}", {", ".join(quoted)} FROM "{_sql_name(table)}" '
+                           f"WHERE {where}").fetchall()
+        out = []
+        for fid, *values in rows:
+            pos = con.execute(f'SELECT COUNT(*) FROM "{_sql_name(table)}" WHERE "{_sql_name(pk)}" < ?',
+                              (fid,)).fetchone()[0]
+            out += [(int(pos), c, v) for c, v in zip(cols, values, strict=True) if isinstance(v, str) and "\x00" in v]
+        return out
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
+
+
+def _sql_name(name: str) -> str:
+    return str(name).replace('"', '""')
+
+
+#: Byte-order marks → the codec that reads them (UTF-32 before UTF-16: its BOM starts with UTF-16's).
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\xef\xbb\xbf", "utf-8-sig"),
+         (b"\xfe\xff", "utf-16"), (b"\xff\xfe", "utf-16"))
+
+
+def detect_text_encoding(raw: bytes, name: str) -> str:
+    """Decide the text encoding of a CSV file from its bytes.
+
+    A byte-order mark wins (UTF-8, UTF-16 or UTF-32, as Excel's "Unicode text" writes); otherwise the bytes are
+    tried as UTF-8, then GBK, then GB18030 (the encodings of Chinese Excel and WPS exports).
+
+    Raises
+    ------
+    LayerError
+        naming the file and the line of the first undecodable byte when none of them fits.
+    """
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return codec
+    if len(raw) >= 4 and raw.count(0) * 4 >= len(raw):
+        raise LayerError(f"{name}: looks like UTF-16 text without a byte-order mark; save it as UTF-8 CSV "
+                         "(Excel: CSV UTF-8) or give encoding = 'utf-16-le' in plan.toml")
+    errors: dict[str, UnicodeDecodeError] = {}
+    for codec in ("utf-8", "gbk", "gb18030"):
+        try:
+            raw.decode(codec)
+            return "utf-8-sig" if codec == "utf-8" else codec
+        except UnicodeDecodeError as exc:
+            errors[codec] = exc
+    first = errors["utf-8"]
+    line = raw[: first.start].count(b"\n") + 1
+    raise LayerError(f"{name} line {line}: the text is neither UTF-8 nor GBK/GB18030 (byte "
+                     f"{raw[first.start:first.start + 1]!r} at offset {first.start}); save it as UTF-8 CSV or give "
+                     "its encoding in plan.toml")
+
+
+def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: str | None) -> gpd.GeoDataFrame:
+    raw = path.read_bytes()
+    enc = encoding or detect_text_encoding(raw, path.name)
+    try:
+        import codecs
+
+        codecs.lookup(enc)
+    except LookupError as exc:
+        raise LayerError(f"{path.name}: unknown text encoding {enc!r}") from exc
+    try:
+        df = pd.read_csv(path, encoding=enc, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as exc:  # a declared encoding that does not fit the bytes
+        line = raw[: exc.start].count(b"\n") + 1
+        raise LayerError(f"{path.name} line {line}: the text is not valid {enc} ({exc.reason}); give the file's "
+                         "real encoding in plan.toml or save it as UTF-8") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise LayerError(f"{path.name}: the file is empty (no header row)") from exc
+    except pd.errors.ParserError as exc:
+        raise LayerError(f"{path.name}: not a well-formed CSV file: {str(exc).strip()}") from exc
     cols = list(df.columns)
+    if "geometry" in cols:
+        raise LayerError(f"{path.name}: a column is called 'geometry'; rename it (the points are built from "
+                         "the longitude/latitude columns)")
     lon_col = _find_column(cols, lon, _LON_NAMES, "longitude", path.name)
     lat_col = _find_column(cols, lat, _LAT_NAMES, "latitude", path.name)
-    x = pd.to_numeric(df[lon_col], errors="coerce")
-    y = pd.to_numeric(df[lat_col], errors="coerce")
-    bad = np.flatnonzero((x.isna() | y.isna()).to_numpy())
+    x = pd.to_numeric(df[lon_col], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(df[lat_col], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))  # empty, text, 'inf' or 'nan'
     if len(bad):
         pos = int(bad[0])
         raise LayerError(f"{path.name} row {pos + 1}: {lon_col}/{lat_col} "
@@ -271,29 +444,55 @@ def read_layer(
     if filters:
         raise LayerError(f"{path}: read options {', '.join(sorted(filters))} apply to PostGIS URLs only")
     path = Path(path)
-    if not path.exists():
+    if not _exists(path):
         raise LayerError(f"{path}: file not found")
+    if path.is_dir():
+        raise LayerError(f"{path}: is a folder, not a layer file (give a .gpkg, .geojson, .shp or .csv file)")
     suffix = path.suffix.lower()
+    label = _label(path, layer)
     info: dict[str, Any] = {"path": str(path), "layer": layer}
     try:
         if suffix == ".csv":
             gdf = _read_csv(path, lon, lat, crs, encoding)
             info["encoding"] = gdf.attrs.pop("encoding")
         elif suffix == ".shp":
+            _check_shapefile_parts(path)
             enc, how = (encoding, "given") if encoding else detect_dbf_encoding(path)
             gdf = pyogrio.read_dataframe(path, encoding=enc)
             info["encoding"], info["encoding_note"] = enc, how
         elif suffix in (".gpkg", ".geojson", ".json", ".fgb"):
-            gdf = pyogrio.read_dataframe(path, layer=layer) if layer else pyogrio.read_dataframe(path)
+            if suffix == ".gpkg":
+                check_geopackage(path)
+            with warnings.catch_warnings():  # a NaN vertex: reported by validation, row by row
+                warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+                gdf = pyogrio.read_dataframe(path, layer=layer) if layer else pyogrio.read_dataframe(path)
+            _restore_nul_text(gdf, path, layer)
         else:
             raise LayerError(f"{path.name}: unsupported format '{suffix}' "
                              "(use .gpkg, .geojson, .shp, .csv, or a PostGIS URL)")
+    except LayerError:
+        raise
     except pyogrio.errors.DataLayerError as exc:
-        raise LayerError(f"{path.name}: cannot read layer {layer!r}: {exc}") from exc
+        raise LayerError(f"{label}: cannot read layer {layer!r}: {exc}") from exc
     except pyogrio.errors.DataSourceError as exc:
-        raise LayerError(f"{path.name}: not a readable {suffix} file: {exc}") from exc
-    if gdf.crs is None and crs is not None:
-        gdf = gdf.set_crs(crs)
+        raise LayerError(f"{label}: not a readable {suffix} file (damaged, truncated or another format?): "
+                         f"{str(exc).replace(str(path), path.name)}") from exc
+    except (pyogrio.errors.FieldError, pyogrio.errors.FeatureError, pyogrio.errors.GeometryError,
+            pyogrio.errors.CRSError) as exc:
+        raise LayerError(f"{label}: cannot read the layer's {_what(exc)}: {exc}") from exc
+    except pyproj.exceptions.CRSError as exc:
+        raise LayerError(f"{label}: crs {crs!r} is not a coordinate reference system pyproj knows: {exc}") from exc
+    except (UnicodeError, LookupError) as exc:
+        raise LayerError(f"{label}: cannot decode the text ({exc}); give the file's encoding in plan.toml") from exc
+    except OSError as exc:
+        raise LayerError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
+    except shapely.errors.GEOSException as exc:
+        raise LayerError(f"{label}: a geometry cannot be built: {exc}") from exc
+    try:
+        if gdf.crs is None and crs is not None:
+            gdf = gdf.set_crs(crs)
+    except (ValueError, TypeError) as exc:  # pyproj.CRSError is a ValueError
+        raise LayerError(f"{label}: crs {crs!r} is not a coordinate reference system pyproj knows: {exc}") from exc
     if coord_system and coord_system.lower() not in ("wgs84", "cgcs2000"):
         from .crs import to_wgs84
 
@@ -303,6 +502,38 @@ def read_layer(
         info["coord_system"] = coord_system.lower()
     gdf.attrs["source"] = info
     return gdf
+
+
+#: Keywords of :func:`read_layer` a plan.toml layer table may give besides ``path``.
+_READ_OPTIONS = frozenset({"path", "layer", "crs", "coord_system", "encoding", "lon", "lat"})
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def list_gpkg_layers(path: Path) -> list[str]:
+    """The layer names of a GeoPackage; a :class:`LayerError` saying why when it cannot be opened."""
+    check_geopackage(path)
+    try:
+        return [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+    except pyogrio.errors.DataSourceError as exc:
+        raise LayerError(f"{path.name}: not a readable GeoPackage (damaged or truncated?): {exc}") from exc
+
+
+def _folder_gpkg_layer(path: Path, name: str) -> str:
+    """Which layer of a GeoPackage in a folder of layer files holds layer ``name``: the one so named, else the only
+    one."""
+    names = list_gpkg_layers(path)
+    if name in names:
+        return name
+    if len(names) == 1:
+        return names[0]
+    raise LayerError(f"{path.name}: {len(names)} layers ({', '.join(names) or 'none'}) and none is called "
+                     f"'{name}'; name it so, or map it in plan.toml")
 
 
 def _label(path: Path, layer: str | None) -> str:
@@ -321,10 +552,16 @@ def _layer_files(folder: Path) -> dict[str, Path]:
         for alias in [layer, *layer_spec(layer).get("file_aliases", [])]:
             names[alias.lower()] = layer
     found: dict[str, Path] = {}
-    for f in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise LayerError(f"{folder}: cannot list the folder: {exc.strerror or exc}") from exc
+    for f in entries:
         layer = names.get(f.stem.lower())
         if layer is None or f.suffix.lower() not in _LAYER_FILE_SUFFIXES:
             continue
+        if not f.is_file():
+            raise LayerError(f"{folder.name}/{f.name}: is a folder, not a layer file")
         if layer in found:
             raise LayerError(f"{folder.name}/: two files for layer '{layer}': {found[layer].name} and {f.name}")
         found[layer] = f
@@ -375,6 +612,12 @@ def read_layers(
                 raw[name] = None
                 continue
             kwargs = dict(spec) if isinstance(spec, Mapping) else {"path": spec}
+            if not isinstance(kwargs.get("path"), str | os.PathLike):
+                raise LayerError(f"layer '{name}': give the path of its file (got {kwargs.get('path')!r})")
+            unknown_opts = sorted(set(kwargs) - _READ_OPTIONS)
+            if unknown_opts and not _postgis.is_postgis_url(kwargs["path"]):
+                raise LayerError(f"layer '{name}': unknown read option(s) {', '.join(unknown_opts)} "
+                                 f"(known: {', '.join(sorted(_READ_OPTIONS))})")
             if _postgis.is_postgis_url(kwargs["path"]):
                 kwargs.setdefault("layer", name)
                 raw[name] = read_layer(kwargs.pop("path"), **kwargs)
@@ -388,22 +631,25 @@ def read_layers(
     elif _postgis.is_postgis_url(source):
         raw, sources, pg_notes = _postgis.read_raw_layers(str(source))
         report_notes.extend(pg_notes)
-    elif Path(source).is_dir():
+    elif _is_dir(Path(source)):
         found = _layer_files(Path(source))
         for name in LAYER_NAMES:
-            raw[name] = read_layer(found[name]) if name in found else None
-            if name in found:
-                sources[name] = found[name].name
+            if name not in found:
+                raw[name] = None
+                continue
+            layer = _folder_gpkg_layer(found[name], name) if found[name].suffix.lower() == ".gpkg" else None
+            raw[name] = read_layer(found[name], layer)
+            sources[name] = _label(found[name], layer)
         report_notes.append(f"{Path(source).name}/: layer files " +
                             ", ".join(f"{n}={p.name}" for n, p in sorted(found.items())))
     else:
         path = Path(source)
-        if not path.exists():
+        if not _exists(path):
             raise LayerError(f"{path}: file not found")
         if path.suffix.lower() != ".gpkg":
             raise LayerError(f"{path.name}: a layers file must be a GeoPackage with layers "
                              f"{', '.join(LAYER_NAMES)}; map other formats layer by layer in plan.toml")
-        present = {str(n) for n in pyogrio.list_layers(path)[:, 0]}
+        present = set(list_gpkg_layers(path))
         for name in LAYER_NAMES:
             raw[name] = read_layer(path, layer=name) if name in present else None
             sources[name] = _label(path, name)
@@ -425,10 +671,21 @@ def read_layers(
     if metric_crs is not None:
         from .crs import metric_crs as choose_crs
 
-        target = choose_crs(compounds) if metric_crs == "auto" else metric_crs
+        try:
+            target = choose_crs(compounds) if metric_crs == "auto" else pyproj.CRS.from_user_input(metric_crs)
+        except LayerError as exc:
+            raise LayerError(f"{sources.get('compounds', 'compounds')}: {exc}") from exc
+        except pyproj.exceptions.CRSError as exc:
+            raise LayerError(f"metric CRS {metric_crs!r} is not a coordinate reference system: {exc}") from exc
         if compounds.crs is not None and (compounds.crs.is_geographic or metric_crs != "auto"):
-            cleaned = {n: g.to_crs(target) if len(g) else g.set_crs(target, allow_override=True)
-                       for n, g in cleaned.items()}
+            projected: dict[str, gpd.GeoDataFrame] = {}
+            for n, g in cleaned.items():
+                projected[n] = (reproject(g, target, layer=n, source=sources.get(n) or "input",
+                                          problems=report.problems)
+                                if len(g) else g.set_crs(target, allow_override=True))
+            if report.errors:
+                raise InvalidLayersError(f"{len(report.errors)} error(s) in the input layers:\n{report}", report)
+            cleaned = projected
             report.notes.append(f"layers projected to {cleaned['compounds'].crs.name}")
     return Layers(**{n: cleaned.get(n) for n in LAYER_NAMES}, report=report, sources=sources)
 
@@ -459,6 +716,34 @@ def _xlsx_format(column: str, series: pd.Series) -> str | None:
     if pd.api.types.is_float_dtype(series):
         return "#,##0.00"
     return None
+
+
+#: The most characters an Excel cell holds (Excel specification); longer text is cut, with a warning.
+XLSX_MAX_CELL_CHARS = 32_767
+
+
+def _cut_long_text(df: pd.DataFrame, workbook: str, sheet: str) -> pd.DataFrame:
+    """Text cells longer than Excel allows, cut to :data:`XLSX_MAX_CELL_CHARS` with a warning naming each column."""
+    out = df
+    for j, col in enumerate(df.columns):
+        values = df.iloc[:, j]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        try:
+            lengths = values.str.len()
+        except AttributeError:  # no text in this column
+            continue
+        long = (lengths > XLSX_MAX_CELL_CHARS).fillna(False).to_numpy(dtype=bool)
+        if not long.any():
+            continue
+        rows = np.flatnonzero(long)
+        warnings.warn(f"{workbook} sheet {sheet!r} column {col!r}: {len(rows)} text cell(s) longer than Excel's "
+                      f"{XLSX_MAX_CELL_CHARS:,} characters (row {rows[0] + 2}: {int(lengths.iloc[rows[0]]):,}) "
+                      f"cut to fit; the CSV and plan.gpkg keep the full text", UserWarning, stacklevel=3)
+        if out is df:
+            out = df.copy()
+        out.iloc[rows, j] = values.iloc[rows].str.slice(0, XLSX_MAX_CELL_CHARS)
+    return out
 
 
 def _xlsx_value(value: Any) -> Any:
@@ -537,6 +822,7 @@ def write_xlsx(
                 title, k = base[: 31 - len(suffix)] + suffix, k + 1
             used.add(title.lower())
             ws = wb.add_worksheet(title)
+            df = _cut_long_text(df, path.name, title)
             columns = [str(c) for c in df.columns]
             for j, col in enumerate(columns):  # column formats first: constant-memory mode writes row by row
                 fmt = number_formats.get(col) or _xlsx_format(col, df.iloc[:, j])
@@ -569,8 +855,8 @@ def load_run(outdir: str | os.PathLike) -> Any:
 
     Raises
     ------
-    FileNotFoundError
-        when ``OUTDIR`` holds no ``plan.gpkg``.
+    LayerError
+        when ``OUTDIR`` holds no ``plan.gpkg``, or a file of the run cannot be read (truncated, not ours).
     ConfigError
         when the standards overrides recorded in ``run.json`` no longer load (a key the bundled standards
         dropped): the map would otherwise be drawn with other standards than the run's.
@@ -583,17 +869,36 @@ def load_run(outdir: str | os.PathLike) -> Any:
 
     outdir = Path(outdir)
     gpkg = outdir / "plan.gpkg"
-    if not gpkg.exists():
-        raise FileNotFoundError(f"{gpkg}: not found — is {outdir} the output folder of a finished run?")
-    outputs = {name: read_layer(gpkg, name) for name, _ in pyogrio.list_layers(gpkg)}
+    if not gpkg.is_file():
+        raise LayerError(f"{gpkg}: not found — is {outdir} the output folder of a finished run?")
+
+    def unreadable(what: Path, exc: Exception) -> LayerError:
+        return LayerError(f"{what}: cannot be read ({type(exc).__name__}: {str(exc)[:200]}) — the run's outputs "
+                          f"are damaged or incomplete; run the plan again")
+
+    try:
+        outputs = {name: read_layer(gpkg, name) for name, _ in pyogrio.list_layers(gpkg)}
+    except LayerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - GDAL / pyogrio errors of a truncated or foreign file
+        raise unreadable(gpkg, exc) from exc
+    if "compounds" not in outputs:
+        raise LayerError(f"{gpkg}: no 'compounds' layer — not the plan.gpkg of a gis_planner run")
     tables = {}
     for csv in sorted(outdir.glob("*.csv")):
         if csv.name.startswith("."):  # a temporary file a killed writer left behind, never a table
             continue
-        table = pd.read_csv(csv, encoding="utf-8-sig", dtype={"compound_id": str, "bundle_id": str,
-                                                               "project_id": str, "facility_id": str})
+        try:
+            table = pd.read_csv(csv, encoding="utf-8-sig", dtype={"compound_id": str, "bundle_id": str,
+                                                                   "project_id": str, "facility_id": str})
+        except Exception as exc:  # noqa: BLE001 - pandas parser / decoding errors
+            raise unreadable(csv, exc) from exc
         tables[csv.stem] = table.apply(restore_text) if len(table.columns) else table
-    manifest = json.loads((outdir / "run.json").read_text(encoding="utf-8")) if (outdir / "run.json").exists() else {}
+    try:
+        manifest = json.loads((outdir / "run.json").read_text(encoding="utf-8")) \
+            if (outdir / "run.json").exists() else {}
+    except (OSError, ValueError) as exc:
+        raise unreadable(outdir / "run.json", exc) from exc
     recorded = manifest.get("config") or {}
     effective = recorded.get("effective") or {}
     layers = SimpleNamespace(roads=None, projects=None, boundaries=None, compounds=outputs.get("compounds"))

@@ -56,8 +56,13 @@ def _input_files(config: Any) -> dict[str, dict[str, Any]]:
     elif isinstance(layers_src, Mapping):
         paths += [s if isinstance(s, str) else s["path"] for s in layers_src.values()]
     for p in sorted(set(paths)):
-        if os.path.exists(p):
+        if os.path.isfile(p):
             files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}
+        elif os.path.isdir(p):  # a folder of layer files: every file in it
+            for name in sorted(os.listdir(p)):
+                f = os.path.join(p, name)
+                if os.path.isfile(f) and not name.startswith("."):
+                    files[f] = {"sha256": file_sha256(f), "bytes": os.path.getsize(f)}
     if config.source is not None:
         p = str(config.source)
         files[p] = {"sha256": file_sha256(p), "bytes": os.path.getsize(p)}

@@ -13,6 +13,7 @@ import html
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ class PlanResult:
             elig = c[c["eligible"].astype(bool)]
             rows.append(("eligible compounds", f"{len(elig)} ({int(elig['households'].fillna(0).sum()):,} hh)",
                          "纳入改造小区(户)"))
+            if not len(elig):
+                rows.append(("  why none", _exclusion_reasons(c, top=2), "未纳入原因"))
             if "cost_cny" in elig.columns:
                 rows.append(("renovation cost", f"{elig['cost_cny'].sum() / 1e4:,.0f} 万元", "改造投资估算"))
         if "bundles" in self.outputs:
@@ -156,6 +159,7 @@ class PlanResult:
         total = sum(self.timings.values())
         lines = ["stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
                  + f" (total {total:.2f} s)"]
+        lines += [f"warning 提示: {m.removeprefix('write: ')}" for m in self.messages if m.startswith("write: ")]
         if self.map_bytes is not None:
             lines.append(f"map.html 交互地图: {self.map_bytes / 1e6:.1f} MB (offline, Leaflet embedded)")
         if self.outdir is not None:
@@ -182,8 +186,12 @@ class PlanResult:
         carry : entries of the previous output folder to keep (a batch run keeps ``partitions``).
         """
         t_start = time.perf_counter()
-        with outdirs.staged(outdir, carry=carry) as staging:
+        with outdirs.staged(outdir, carry=carry) as staging, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             self._write_into(staging, t_start)
+            self.messages.extend(f"write: {w.message}" for w in caught)
+            if caught:
+                self._write_manifest(staging)
         self.outdir = Path(outdir)
         return self.outdir
 
@@ -364,9 +372,24 @@ def _run_bundling(result: PlanResult) -> None:
     result.outputs["compounds"] = res.compounds
     _publish_bundles(result, res.bundles)
     result.tables["adjacency"] = res.adjacency
+    if not len(res.bundles):
+        result.messages.append(f"bundling: no compound is eligible, so there is no bundle, ledger or pairing — "
+                               f"无符合条件的改造小区: {_exclusion_reasons(res.compounds)}")
     if "coverage" in result.tables:
         result.tables["coverage_by_bundle"] = stages.bundle_coverage(result.tables["coverage"], res.compounds,
                                                                      result.standards)
+
+
+def _exclusion_reasons(compounds: pd.DataFrame, top: int = 3) -> str:
+    """The most common reasons compounds were left out, in Chinese with counts (``建成于…后 ×160``)."""
+    if "reasons" not in compounds.columns or not len(compounds):
+        return "无小区"
+    from .eligibility import rules_table
+
+    texts = rules_table().set_index("rule_id")["text_zh"]
+    codes = compounds["reasons"].dropna().astype(str).str.split(";").explode().str.strip()
+    counts = codes[codes.ne("")].value_counts()
+    return "；".join(f"{texts.get(code, code)} ×{n}" for code, n in counts.head(top).items()) or "—"
 
 
 def _run_siting(result: PlanResult) -> None:

@@ -33,6 +33,9 @@ __all__ = [
     "validate_layer",
     "validate_layers",
     "empty_layer",
+    "finite_geometries",
+    "heavy_overlap_partners",
+    "reproject",
 ]
 
 LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "entrances")
@@ -49,6 +52,8 @@ _GEOMETRY_KINDS = {
 }
 _YEAR_RE = re.compile(r"^\s*(\d{4})(?:\s*年)?(?:[-/.年]\s*\d{1,2}.*)?\s*$")
 _PERCENT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*[%％]\s*$")
+#: The largest whole number a float64 holds exactly (2**53): the cap of a whole-number field without a ``max``.
+_MAX_EXACT_INT = 2**53
 
 
 @cache
@@ -178,7 +183,7 @@ class _Collector:
         if pos is None:
             return f"{self.source} layer '{self.layer}'"
         fid = None if self.ids is None else self.ids.iloc[pos]
-        fid_txt = "" if fid is None or (isinstance(fid, float) and np.isnan(fid)) else f" (id={fid})"
+        fid_txt = "" if fid is None or (isinstance(fid, float) and np.isnan(fid)) else f" (id={_printable(fid)})"
         return f"{self.source} layer '{self.layer}' row {int(pos) + 1}{fid_txt}"
 
     def add(self, severity: str, code: str, text: str, pos: int | None = None, fld: str | None = None) -> None:
@@ -188,6 +193,19 @@ class _Collector:
             fid = None if pd.isna(v) else str(v)
         self.problems.append(Problem(severity=severity, layer=self.layer, message=f"{self.where(pos)}: {text}",
                                      row=None if pos is None else int(pos) + 1, feature_id=fid, field=fld, code=code))
+
+
+def _printable(value: Any) -> str:
+    """``value`` as text for a message: as is when printable, else its repr (a NUL or an escape code shown, not run)."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
+
+
+def _show(value: Any) -> str:
+    """A cell value for a message: text quoted (``'abc'``), numbers plain (``inf``, ``1e+30``, not ``np.float64(…)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 def _as_id_strings(series: pd.Series) -> pd.Series:
@@ -277,7 +295,7 @@ def _check_field(
             bad = np.flatnonzero((mapped == "__bad__").to_numpy())
             allowed = sorted(set(vocab.values()))
             for pos in bad:
-                col.add("error", "bad_value", f"{name} {out.iloc[pos]!r} is not a known value "
+                col.add("error", "bad_value", f"{name} {_show(out.iloc[pos])} is not a known value "
                         f"(allowed: {', '.join(allowed)}, or their Chinese names)", pos, name)
             out = mapped.where(mapped != "__bad__", None)
         return out
@@ -285,7 +303,7 @@ def _check_field(
     if kind == "bool":
         out = _coerce_bool(raw)
         for pos in np.flatnonzero((out == "__bad__").to_numpy()):
-            col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not yes/no (是/否, true/false, 1/0)",
+            col.add("error", "bad_type", f"{name} {_show(raw.iloc[pos])} is not yes/no (是/否, true/false, 1/0)",
                     pos, name)
         return out.where(out != "__bad__", None)
 
@@ -303,22 +321,30 @@ def _check_field(
 
     bad_type = present.to_numpy() & num.isna().to_numpy()
     for pos in np.flatnonzero(bad_type):
-        col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not {word}", pos, name)
-    finite = num.notna().to_numpy().copy()
+        col.add("error", "bad_type", f"{name} {_show(raw.iloc[pos])} is not {word}", pos, name)
+    values = num.to_numpy(dtype=float)
+    # ±inf (a GeoPackage REAL, 'inf' text, 1e999): never a count, an area or a year; NaN is "empty", handled above
+    infinite = np.isinf(values)
+    for pos in np.flatnonzero(infinite):
+        col.add("error", "not_finite", f"{name} {_show(raw.iloc[pos])} is not a finite number ({word} is required)",
+                pos, name)
+    values = np.where(infinite, np.nan, values)
+    finite = ~np.isnan(values)
     if kind in ("int", "year"):
-        frac = finite & (np.abs(num.to_numpy() - np.round(num.to_numpy())) > 1e-9)
+        frac = finite & (np.abs(values - np.round(np.where(finite, values, 0.0))) > 1e-9)
         for pos in np.flatnonzero(frac):
-            col.add("error", "bad_type", f"{name} {raw.iloc[pos]!r} is not {word}", pos, name)
+            col.add("error", "bad_type", f"{name} {_show(raw.iloc[pos])} is not {word}", pos, name)
         finite &= ~frac
-        num = num.where(~frac)
+        values = np.where(frac, np.nan, values)
     lo, hi = spec.get("min"), spec.get("max")
     if kind == "year":
         hi = current_year if hi is None else min(hi, current_year)
-    values = num.to_numpy(dtype=float)
+    elif kind == "int" and hi is None:  # a whole number must stay exact as a float64 and fit an Int64
+        hi = _MAX_EXACT_INT
     if lo is not None:
         for pos in np.flatnonzero(finite & (values < lo)):
             what = "negative" if lo == 0 else f"below {lo}"
-            col.add("error", "out_of_range", f"{name} {raw.iloc[pos]!r} is {what} "
+            col.add("error", "out_of_range", f"{name} {_show(raw.iloc[pos])} is {what} "
                     f"(allowed {lo}–{hi if hi is not None else '∞'})", pos, name)
     if hi is not None:
         for pos in np.flatnonzero(finite & (values > hi)):
@@ -327,10 +353,12 @@ def _check_field(
                 extra = " — looks like a percentage; give 0–1 or write it as '85%'"
             elif kind == "year":
                 extra = f" — in the future (now {current_year})"
-            col.add("error", "out_of_range", f"{name} {raw.iloc[pos]!r} is above {hi}{extra}", pos, name)
+            col.add("error", "out_of_range", f"{name} {_show(raw.iloc[pos])} is above {hi}{extra}", pos, name)
     if kind in ("int", "year"):
-        return num.round().astype("Int64")
-    return num
+        # a value already reported as beyond any whole number (1e30) cannot become an Int64: left empty
+        exact = np.where(np.abs(np.nan_to_num(values)) <= _MAX_EXACT_INT, values, np.nan)
+        return pd.Series(exact, index=num.index).round().astype("Int64")
+    return pd.Series(values, index=num.index)
 
 
 def _check_geometry(gdf: gpd.GeoDataFrame, kind: str, col: _Collector) -> gpd.GeoSeries:
@@ -347,7 +375,13 @@ def _check_geometry(gdf: gpd.GeoDataFrame, kind: str, col: _Collector) -> gpd.Ge
                 pos, "geometry")
     geoms = np.asarray(arr)
     ok = ~missing & ~wrong
-    invalid = ok & ~shapely.is_valid(geoms)
+    # a NaN or infinite vertex makes every GEOS operation fail (or silently return nonsense): an error, not a repair
+    nonfinite = ok & ~finite_geometries(geoms)
+    for pos in np.flatnonzero(nonfinite):
+        col.add("error", "non_finite_vertex", "geometry has a vertex with a NaN or infinite coordinate "
+                f"({_first_bad_vertex(geoms[pos])}); fix or delete that vertex", pos, "geometry")
+    ok &= ~nonfinite
+    invalid = ok & ~shapely.is_valid(np.where(ok, geoms, None))
     if invalid.any():
         reasons = shapely.is_valid_reason(geoms[invalid])
         repaired = shapely.make_valid(geoms[invalid])
@@ -359,6 +393,27 @@ def _check_geometry(gdf: gpd.GeoDataFrame, kind: str, col: _Collector) -> gpd.Ge
         geoms = geoms.copy()
         geoms[invalid] = repaired
     return gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs)
+
+
+def finite_geometries(geoms: np.ndarray) -> np.ndarray:
+    """Which geometries have only finite x/y coordinates (missing and empty ones count as finite).
+
+    Vectorised over all vertices at once (``shapely.get_coordinates``).
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    ok = np.ones(len(geoms), dtype=bool)
+    if len(geoms) == 0:
+        return ok
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    bad = ~np.isfinite(coords).all(axis=1)
+    ok[np.unique(index[bad])] = False
+    return ok
+
+
+def _first_bad_vertex(g: shapely.Geometry) -> str:
+    coords = shapely.get_coordinates(g)
+    bad = coords[~np.isfinite(coords).all(axis=1)]
+    return f"x={bad[0, 0]:g}, y={bad[0, 1]:g}" if len(bad) else "?"
 
 
 def _keep_polygons(g: shapely.Geometry) -> shapely.Geometry:
@@ -409,6 +464,7 @@ def validate_layer(
     if len(out) == 0:
         severity = "error" if layer in REQUIRED_LAYERS else "warning"
         col.add(severity, "empty_layer", "the layer has no features")
+    _check_nul_text(out, col)
 
     for name, fspec in fields.items():
         if name not in out.columns:
@@ -424,6 +480,9 @@ def validate_layer(
             nulls = np.flatnonzero(blank)
             for pos in nulls:
                 col.add("error", "null_value", f"{name} is empty but required", pos, name)
+        elif fspec.get("if_empty"):
+            for pos in np.flatnonzero(blank):
+                col.add("warning", "empty_value", f"{name} is empty — {fspec['if_empty']}", pos, name)
 
     if id_field in out.columns:
         idv = out[id_field]
@@ -438,7 +497,125 @@ def validate_layer(
                 "set it in the source file or declare it in plan.toml ([layers.<name>] crs = 'EPSG:4326')")
     if len(out):
         out = out.set_geometry(_check_geometry(out, spec["geometry"], col))
+        if layer in load_schema()["overlap"]["layers"]:
+            _warn_heavy_overlaps(out, col)
     return out, col.problems
+
+
+def _check_nul_text(gdf: gpd.GeoDataFrame, col: _Collector) -> None:
+    """Text holding a NUL character (``\\x00``) is an error: GIS formats and SQL cut text at it (``C\\x00002`` would
+    become ``C``), so the value would silently change on the way out."""
+    for name in gdf.columns:
+        values = gdf[name]
+        if name == gdf.geometry.name or not (pd.api.types.is_object_dtype(values)
+                                             or pd.api.types.is_string_dtype(values)):
+            continue
+        try:
+            has_nul = values.str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
+        except AttributeError:  # an object column holding no text at all
+            continue
+        for pos in np.flatnonzero(has_nul):
+            col.add("error", "nul_character", f"{name} {values.iloc[pos]!r} contains a NUL character (\\x00), "
+                    "which files and databases cut the text at; remove it", int(pos), str(name))
+
+
+def _warn_heavy_overlaps(gdf: gpd.GeoDataFrame, col: _Collector) -> None:
+    """One warning naming a few pairs and the count of polygons overlapping another by more than a share of the
+    smaller one (``[overlap]`` of schema.toml)."""
+    settings = load_schema()["overlap"]
+    partner = heavy_overlap_partners(np.asarray(gdf.geometry.array), min_share=settings["min_share"],
+                                     chunk=settings["chunk"], max_candidates=settings["max_candidates"])
+    flagged = np.flatnonzero(partner >= 0)
+    if len(flagged) == 0:
+        return
+    ids = col.ids if col.ids is not None else pd.Series([None] * len(gdf))
+
+    def name(pos: int) -> str:
+        v = ids.iloc[pos]
+        return f"row {pos + 1}" if v is None else _printable(v)
+
+    # each pair once (C001 ↔ D001, not also D001 ↔ C001), in row order
+    a, b = np.minimum(flagged, partner[flagged]), np.maximum(flagged, partner[flagged])
+    _, first = np.unique(a * len(gdf) + b, return_index=True)
+    shown = np.sort(first)[: settings["examples"]]
+    examples = ", ".join(f"{name(int(a[k]))} ↔ {name(int(b[k]))}" for k in shown)
+    col.add("warning", "heavy_overlap",
+            f"{len(flagged):,} of {len(gdf):,} features overlap another feature of the layer by more than "
+            f"{settings['min_share']:.0%} of the smaller one's area (e.g. {examples}): duplicated or stacked "
+            "copies count their households twice and slow bundling down — 图斑重叠，请检查是否重复",
+            None, "geometry")
+
+
+def heavy_overlap_partners(
+    geoms: np.ndarray, *, min_share: float, chunk: int = 256, max_candidates: int = 8
+) -> np.ndarray:
+    """For each polygon, one other polygon it overlaps by more than ``min_share`` of the smaller area, or -1.
+
+    Near-linear in memory: identical shapes are grouped by their normalised WKB first (a pile of 10,000 copies is
+    one shape), the distinct shapes go into an STRtree queried ``chunk`` at a time, and each shape's candidates are
+    tested ``max_candidates`` at a time, stopping at its first partner. Missing, empty, invalid, zero-area and
+    non-finite shapes are never partners.
+
+    Parameters
+    ----------
+    geoms : array of shapely geometries.
+    min_share : overlap share of the smaller polygon's area above which two polygons overlap "heavily".
+    chunk, max_candidates : batch sizes bounding the memory of one step.
+
+    Returns
+    -------
+    int array, the partner's position for each input position (-1: none).
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    partner = np.full(len(geoms), -1, dtype=np.int64)
+    usable = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms) & finite_geometries(geoms)
+    usable[usable] = shapely.is_valid(geoms[usable]) & (shapely.area(geoms[usable]) > 0)
+    pos = np.flatnonzero(usable)
+    if len(pos) < 2:
+        return partner
+    g = geoms[pos]
+    wkb = shapely.to_wkb(shapely.normalize(g))
+    _, first, inverse, counts = np.unique(wkb, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    # identical copies: each member's partner is the group's first member (the first one's, the second member)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    firsts, seconds = order[starts], order[np.minimum(starts + 1, len(order) - 1)]
+    same = np.where(firsts[inverse] == np.arange(len(g)), seconds[inverse], firsts[inverse])
+    local = np.where(counts[inverse] > 1, same, -1)
+
+    unique = g[first]
+    found = np.full(len(unique), -1, dtype=np.int64)
+    if len(unique) > 1:
+        tree = shapely.STRtree(unique)
+        areas = shapely.area(unique)
+        for start in range(0, len(unique), chunk):
+            q = np.arange(start, min(start + chunk, len(unique)))
+            q = q[found[q] < 0]
+            if len(q) == 0:
+                continue
+            qi, cj = tree.query(unique[q])
+            qi = q[qi]
+            keep = qi != cj
+            qi, cj = qi[keep], cj[keep]
+            sort = np.argsort(qi, kind="stable")
+            qi, cj = qi[sort], cj[sort]
+            rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
+            for r in range(0, int(rank.max(initial=-1)) + 1, max_candidates):
+                sel = np.flatnonzero((rank >= r) & (rank < r + max_candidates) & (found[qi] < 0))
+                if len(sel) == 0:
+                    break
+                a, b = qi[sel], cj[sel]
+                inter = shapely.area(shapely.intersection(unique[a], unique[b]))
+                hit = inter > min_share * np.minimum(areas[a], areas[b])
+                a, b = a[hit], b[hit]
+                found[a] = b
+                free = found[b] < 0
+                found[b[free]] = a[free]
+    far = found[inverse]
+    local = np.where((local < 0) & (far >= 0), first[np.maximum(far, 0)], local)
+    partner[pos] = np.where(local >= 0, pos[np.maximum(local, 0)], -1)
+    return partner
 
 
 def validate_layers(
@@ -504,7 +681,7 @@ def validate_layers(
             report.problems.append(Problem(
                 "warning", name, f"{src} layer '{name}': CRS {gdf.crs.to_string()} differs from the compounds layer "
                 f"({target.to_string()}); reprojected", code="crs_mismatch"))
-            cleaned[name] = gdf.to_crs(target)
+            cleaned[name] = reproject(gdf, target, layer=name, source=src, problems=report.problems)
         ref_bounds = _bounds(ref)
         extent = load_schema()["extent"]
         if ref_bounds is not None:
@@ -525,6 +702,39 @@ def validate_layers(
                         f"(bounds {_fmt_bounds(b)} vs {_fmt_bounds(ref_bounds)}): wrong CRS or swapped lon/lat?",
                         code="no_overlap"))
     return cleaned, report
+
+
+def reproject(gdf: gpd.GeoDataFrame, target: Any, *, layer: str, source: str,
+              problems: list[Problem]) -> gpd.GeoDataFrame:
+    """``gdf.to_crs(target)``, reporting rows the transformation cannot place as errors in ``problems``.
+
+    PROJ returns infinite coordinates for points outside a CRS's domain (a latitude of 95°, a wrong zone) and
+    raises for CRS pairs it cannot relate; both become an error naming the layer (and rows), never a crash or a
+    silent NaN downstream.
+    """
+    try:
+        out = gdf.to_crs(target)
+    except Exception as exc:  # noqa: BLE001 - pyproj raises several unrelated types (CRSError, ProjError …)
+        problems.append(Problem("error", layer, f"{source} layer '{layer}': cannot reproject from "
+                                f"{gdf.crs.to_string() if gdf.crs else '?'} to {_crs_text(target)}: {exc}",
+                                code="reprojection_failed"))
+        return gdf
+    geoms = np.asarray(out.geometry.array)
+    was_finite = finite_geometries(np.asarray(gdf.geometry.array))
+    bad = np.flatnonzero(was_finite & ~finite_geometries(geoms))
+    if len(bad):
+        ids = _as_id_strings(out[layer_spec(layer)["id"]]) if layer_spec(layer)["id"] in out.columns else None
+        col = _Collector(source, layer, ids)
+        for pos in bad:
+            col.add("error", "reprojection_failed", f"geometry cannot be reprojected from "
+                    f"{gdf.crs.to_string()} to {_crs_text(target)} (coordinates outside that CRS's area: "
+                    "a wrong declared CRS or swapped lon/lat?)", int(pos), "geometry")
+        problems.extend(col.problems)
+    return out
+
+
+def _crs_text(crs: Any) -> str:
+    return crs.to_string() if hasattr(crs, "to_string") else str(crs)
 
 
 def _bounds(gdf: gpd.GeoDataFrame) -> tuple[float, float, float, float] | None:

@@ -128,13 +128,16 @@ class Standards:
         return _vocabulary(self.facility_types).get(text) if text else None
 
 
-def _check_value(where: str, key: str, value: Any, kind: str) -> Any:
-    """Check one override value against its kind; return it normalised."""
+def _check_value(where: str, key: str, value: Any, kind: str, rule: Mapping[str, Any]) -> Any:
+    """Check one override value against its kind and ``rule`` (``min`` / ``above``; numbers default to ≥ 0)."""
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}.{key}: must be ≥ 0, got {value!r}")
+            finite = "" if not isinstance(value, float) else " (nan and inf are not accepted)"
+            raise ConfigError(f"{where}.{key}: expected a number, got {value!r}{finite}")
+        if "above" in rule and not value > rule["above"]:
+            raise ConfigError(f"{where}.{key}: must be > {rule['above']:g}, got {value!r}")
+        if value < rule.get("min", 0.0):
+            raise ConfigError(f"{where}.{key}: must be ≥ {rule.get('min', 0.0):g}, got {value!r}")
         return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -145,22 +148,32 @@ def _check_value(where: str, key: str, value: Any, kind: str) -> Any:
             raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
         return value
     if kind == "list":
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where}.{key}: expected a list, got {value!r}")
-        return [str(v) for v in value]
+        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}.{key}: expected a list of texts, got {value!r}")
+        return list(value)
     raise AssertionError(kind)  # pragma: no cover
 
 
-def _merge_table(where: str, base: dict[str, Any], given: Any, fields: Mapping[str, str]) -> dict[str, Any]:
-    """Merge one override table into ``base`` (a copy), checking keys and value kinds."""
+def _merge_table(where: str, base: dict[str, Any], given: Any, fields: Mapping[str, str],
+                 checks: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge one override table into ``base`` (a copy), checking keys, value kinds and ranges (``checks``)."""
     if not isinstance(given, Mapping):
         raise ConfigError(f"{where}: expected a table, got {given!r}")
     out = dict(base)
     for key, value in given.items():
         if key not in fields:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys are {', '.join(fields)}")
-        out[key] = _check_value(where, key, value, fields[key])
+        out[key] = _check_value(where, key, value, fields[key], (checks or {}).get(key, {}))
     return out
+
+
+def _table(where: str, value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a table (``{}`` for None), else :class:`ConfigError`."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    return value
 
 
 def _mark_overridden(entry: dict[str, Any], given: Mapping[str, Any], measured: Sequence[str]) -> None:
@@ -209,7 +222,8 @@ def load_standards(overrides: Mapping[str, Any] | None = None) -> Standards:
     profiles = {k: dict(v) for k, v in raw.get("profiles", {}).items()}
     profile = DEFAULT_PROFILE
 
-    given = dict(overrides or {})
+    checks = raw.get("checks", {})
+    given = dict(_table("standards", overrides))
     # shorthand [standards.<facility_type>] → facility_types
     shorthand = {k: given.pop(k) for k in list(given) if k not in TOP_KEYS and k in types}
     unknown = [k for k in given if k not in TOP_KEYS]
@@ -218,42 +232,39 @@ def load_standards(overrides: Mapping[str, Any] | None = None) -> Standards:
             f"standards: unknown key {unknown[0]!r}; known keys are {', '.join(TOP_KEYS)} "
             f"or a facility type ({', '.join(sorted(types))})"
         )
-    type_overrides = dict(given.get("facility_types") or {})
-    if not isinstance(given.get("facility_types", {}), Mapping):
-        raise ConfigError("standards.facility_types: expected a table of facility types")
+    type_overrides = dict(_table("standards.facility_types", given.get("facility_types")))
     for key, value in shorthand.items():
         if key in type_overrides:
             raise ConfigError(f"standards: facility type {key!r} is given twice")
         type_overrides[key] = value
 
     if "walk" in given:
-        walk = _merge_table("standards.walk", walk, given["walk"], WALK_FIELDS)
-        if walk["speed_kmh"] <= 0:
-            raise ConfigError(f"standards.walk.speed_kmh: must be > 0, got {walk['speed_kmh']!r}")
+        walk = _merge_table("standards.walk", walk, given["walk"], WALK_FIELDS, checks.get("walk"))
     if "network" in given:
-        network = _merge_table("standards.network", network, given["network"], NETWORK_FIELDS)
-    for key, value in (given.get("tiers") or {}).items():
+        network = _merge_table("standards.network", network, given["network"], NETWORK_FIELDS,
+                               checks.get("network"))
+    for key, value in _table("standards.tiers", given.get("tiers")).items():
         if key not in tiers:
             raise ConfigError(f"standards.tiers: unknown tier {key!r}; tiers are {', '.join(tiers)}")
-        tiers[key] = _merge_table(f"standards.tiers.{key}", tiers[key], value, TIER_FIELDS)
+        tiers[key] = _merge_table(f"standards.tiers.{key}", tiers[key], value, TIER_FIELDS, checks.get("tiers"))
         _mark_overridden(tiers[key], value, ("minutes", "radius_m"))
     for key, value in type_overrides.items():
         where = f"standards.facility_types.{key}"
         if key in types:
-            types[key] = _merge_table(where, types[key], value, TYPE_FIELDS)
+            types[key] = _merge_table(where, types[key], value, TYPE_FIELDS, checks.get("facility_types"))
             _mark_overridden(types[key], value, ("tier", "radius_m", "min_land_m2", "min_floor_m2",
                                                  "min_width_m", "build_cost_cny",
                                                  "capacity_per_1000_households"))
         else:
             if not isinstance(value, Mapping) or "tier" not in value or "radius_m" not in value:
                 raise ConfigError(f"{where}: a new facility type needs at least 'tier' and 'radius_m'")
-            entry = _merge_table(where, {}, value, TYPE_FIELDS)
+            entry = _merge_table(where, {}, value, TYPE_FIELDS, checks.get("facility_types"))
             entry.setdefault("name_en", key)
             entry.setdefault("name_zh", entry["name_en"])
             entry.setdefault("source", "plan.toml (user-defined facility type)")
             entry.setdefault("verified", False)
             types[key] = entry
-    for key, value in (given.get("profiles") or {}).items():
+    for key, value in _table("standards.profiles", given.get("profiles")).items():
         base = profiles.get(key, {"name_zh": key, "source": "plan.toml"})
         profiles[key] = _merge_table(f"standards.profiles.{key}", base, value, PROFILE_FIELDS)
     if "profile" in given:

@@ -417,3 +417,41 @@ def test_adjacency_defaults_come_from_bundling_toml():
     pd.testing.assert_frame_equal(alone, explicit)
     assert alone.empty
     assert len(bundling.adjacency(c, gap_m=40)) == 3
+
+
+def test_stacked_compounds_stay_near_linear_and_bundle_under_the_cap():
+    """2,000 identical red lines (a duplicated layer): n − 1 chained pairs, not n², and bundles of 50 × 100 hh."""
+    import resource
+
+    n = 2000
+    compounds = gpd.GeoDataFrame(
+        {"compound_id": [f"C{i:04d}" for i in range(n)], "households": 100, "floor_area_m2": 9000.0,
+         "cost_cny": 1e6, "eligible": True, "subdistrict": "S"},
+        geometry=[shapely.box(0, 0, 100, 100)] * n, crs="EPSG:32650")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out, bundles, pairs = bundling.bundle(compounds)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert len(pairs) == n - 1 and pairs["adjacent"].all()
+    assert len(bundles) == 40 and (bundles["households"] == 5000).all()  # cap 5,000 hh = 50 compounds
+    assert out["bundle_id"].notna().all()
+    assert grown_mb < 500  # all pairs of a 2,000 clique took 8.6 GB before
+
+
+def test_candidate_pairs_keep_the_nearest_neighbours_of_overlapping_compounds():
+    rng = np.random.default_rng(1)
+    n, k = 400, 8
+    x, y = rng.uniform(0, 20, n), rng.uniform(0, 20, n)
+    geoms = shapely.box(x, y, x + 100, y + 100)  # all overlap: a clique of 400
+    ids = np.array([f"C{i:03d}" for i in range(n)])
+    a, b, d = bundling.candidate_pairs(geoms, ids, 30.0, k)
+    assert (ids[a] < ids[b]).all() and (d == 0).all()
+    degree = np.bincount(np.r_[a, b], minlength=n)
+    assert degree.min() >= k and len(a) <= n * k  # each keeps its k nearest; a pair stays if either side keeps it
+    centre = np.c_[x, y]
+    nearest = np.argsort(np.hypot(*(centre[:, None] - centre[None]).transpose(2, 0, 1)), axis=1)[:, 1:k + 1]
+    kept = set(zip(a.tolist(), b.tolist(), strict=True))
+    assert all((min(i, j), max(i, j)) in kept for i in range(n) for j in nearest[i])
+    # a sparse layout is untouched by the limit: the same pairs as every pair within the gap
+    far = shapely.box(np.arange(50) * 120.0, 0, np.arange(50) * 120.0 + 100, 100)
+    fa, fb, fd = bundling.candidate_pairs(far, ids[:50], 30.0, 2)  # two neighbours each: the limit is not hit
+    assert len(fa) == 49 and np.allclose(fd, 20.0)

@@ -226,3 +226,34 @@ def test_minimal_layers_run_end_to_end(tmp_path):
     bundles = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")
     assert bundles["member_ids"].tolist() == ["C1"] and bool(bundles["isolated"].iloc[0])
     assert not (out / "coverage_by_subdistrict.csv").exists()  # no 街道 field, no 街道 summary
+
+
+def test_no_eligible_compound_gives_empty_valid_outputs(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'layers = "{SAMPLE.as_posix()}"\n[eligibility]\nprimary_cutoff_year = 1950\n'
+                    'secondary_cutoff_year = 1950\n[map]\nreports = false\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(plan), "-o", str(out), "-q"]) == 0, capsys.readouterr().err
+    bundles = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")
+    pairings = pd.read_csv(out / "pairings.csv", encoding="utf-8-sig")
+    assert len(bundles) == 0 and {"bundle_id", "balance_mode", "unfunded_cny"} <= set(bundles.columns)
+    assert len(pairings) == 0 and list(pairings.columns[:4]) == ["bundle_id", "project_id", "amount_cny",
+                                                                  "distance_m"]
+    ledger = pd.read_excel(out / "ledger.xlsx", sheet_name=None)
+    assert ledger and all(len(sheet) == 0 for name, sheet in ledger.items() if "台账" in name)
+    summary = capsys.readouterr().out
+    assert re.search(r"eligible compounds\s*│\s*0 \(0 hh\)", summary)
+    manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert any("no compound is eligible" in m for m in manifest["messages"])
+
+
+def test_a_folder_of_layer_files_runs_and_is_hashed(tmp_path):
+    folder = tmp_path / "layers"
+    folder.mkdir()
+    for name in pyogrio.list_layers(SAMPLE)[:, 0]:
+        gpd.read_file(SAMPLE, layer=name).to_file(folder / f"{name}.gpkg")
+    result = Plan(str(folder), map={"enabled": False, "reports": False}).run(tmp_path / "out")
+    assert len(result.outputs["bundles"]) == 32
+    inputs = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["inputs"]
+    assert sorted(Path(p).name for p in inputs) == sorted(f"{n}.gpkg" for n in pyogrio.list_layers(SAMPLE)[:, 0])
+    assert all(v["sha256"] == file_sha256(p) for p, v in inputs.items())

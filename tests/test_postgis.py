@@ -197,3 +197,79 @@ def test_a_failed_write_leaves_the_previous_results(pg_url):
     engine.dispose()
     assert bundles["bundle_id"].tolist() == ["B001", "B002"]
     assert names == {"bundles", "coverage"}
+
+
+# ------------------------------------------------------------------- hostile URLs and database errors
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("table=c&bbox=nan,0,1,1", "bbox must be xmin,ymin,xmax,ymax[,srid] with finite numbers"),
+        ("table=c&bbox=0,0,inf,1", "bbox must be xmin,ymin,xmax,ymax[,srid] with finite numbers"),
+        ("table=c&bbox=0,0,1,1,99999999999", "bbox SRID must be a whole number ≥ 1 and ≤ 998999, got '99999999999'"),
+        ("table=c&bbox=0,0,1,1,4547.5", "bbox SRID must be a whole number ≥ 1 and ≤ 998999, got '4547.5'"),
+        ("table=c&halo_m=nan", "halo_m must be a finite number of metres ≥ 0, got 'nan'"),
+        ("table=c&halo_m=-1", "halo_m must be a finite number of metres ≥ 0"),
+        ("table=c&connect_timeout=abc", "connect_timeout must be a whole number ≥ 0, got 'abc'"),
+        ("table=c&subdistrict=a%00b", "the parameter 'subdistrict' holds the control character '\\x00'"),
+        ("table=c%00d", "the parameter 'table' holds the control character"),
+        ("schema=a%00b", "the parameter 'schema' holds the control character"),
+    ],
+)
+def test_bad_url_parameters_are_refused_before_querying(monkeypatch, query, message):
+    monkeypatch.setenv("PGPASSWORD", "never-shown-pw")
+    with pytest.raises(LayerError) as err:
+        parse_url(f"postgresql://planner@db.example/gis?{query}")
+    assert message in str(err.value) and "postgresql://planner@db.example/gis" in str(err.value)
+    assert "never-shown-pw" not in str(err.value)
+
+
+def test_bad_bbox_arguments_are_refused():
+    for bad in [(0, 0, float("nan"), 1), (0, 0, 1, 1, 99999999999), (0, 0, 1, 1, 4547.5), (1, 0, 0, 1), "abcd"]:
+        with pytest.raises(LayerError, match="bbox must be"):
+            io.read_layer("postgresql://nobody@127.0.0.1:1/x?table=compounds", bbox=bad)
+
+
+@pytest.fixture(scope="module")
+def hostile_schema(pg_url):
+    """A schema with the sample compounds and a table without a geometry column."""
+    src = _schema(pg_url, "hostile")
+    io.write_postgis({"compounds": _raw_sample()["compounds"]}, src)
+    import psycopg
+
+    with psycopg.connect(pg_url[0]) as conn:
+        conn.execute(f'CREATE TABLE "{src.split("schema=")[1]}".nogeom (a int)')
+    return src
+
+
+@pytest.mark.parametrize(
+    ("params", "kwargs", "message"),
+    [
+        ("&table=nogeom", {}, "table 'nogeom' has no geometry column"),
+        ("&table=compounds&geometry=nope", {}, "table 'compounds' has no column 'nope' (the geometry parameter)"),
+        ("&table=compounds&bbox=0,0,1,1,12345", {}, "the bbox SRID 12345 is not in the database's spatial_ref_sys"),
+        ("&table=compounds&options=-csearch_path%3Dnowhere", {},
+         "cannot read: relation \"geometry_columns\" does not exist — PostGIS is not visible"),
+        ("&table=compounds&options=search_path", {}, "cannot connect to PostgreSQL"),
+        ("&table=compounds", {"subdistrict": "东城\x00街道"}, "subdistrict filter holds the control character"),
+        ("&table=compounds&bbox=0,0,1e300,1e300", {}, "cannot read: transform"),
+    ],
+)
+def test_database_errors_end_in_a_layer_error(hostile_schema, params, kwargs, message):
+    """pandas' DatabaseError and psycopg's own errors used to escape as tracebacks."""
+    with pytest.raises(LayerError) as err:
+        io.read_layer(hostile_schema + params, **kwargs)
+    text = str(err.value)
+    assert message in text and "postgresql://gis_planner@" in text and "gis_planner:" not in text
+    table = params.split("table=")[1].split("&")[0]
+    assert f"table={table}" in text
+
+
+def test_run_with_a_bad_postgis_url_exits_2(hostile_schema, tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[layers]\ncompounds = "{hostile_schema}&table=nogeom"\n', encoding="utf-8")
+    assert main(["run", str(plan), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "table 'nogeom' has no geometry column" in err and "Traceback" not in err
+    assert main(["run", "--layers", f"{hostile_schema}&options=-csearch_path%3Dnowhere", "-o",
+                 str(tmp_path / "out2"), "-q"]) == 2
+    assert "PostGIS is not visible" in capsys.readouterr().err

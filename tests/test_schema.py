@@ -83,3 +83,37 @@ def test_consent_rate_range(value, fragment):
                      consent_rate=[value])
     _, problems = validate_layer(gdf, "compounds", current_year=2026)
     assert len(problems) == 1 and fragment in problems[0].message
+
+
+def test_every_count_has_a_plausible_range():
+    """A whole-number field is a count: finite, with a lower and an upper bound given as data."""
+    from gis_planner.schema import LAYER_NAMES, layer_spec
+
+    for layer in LAYER_NAMES:
+        for name, spec in layer_spec(layer)["fields"].items():
+            if spec["type"] == "int":
+                assert "min" in spec and "max" in spec, f"{layer}.{name}"
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("households", float("inf"), "households inf is not a finite number (a whole number is required)"),
+    ("households", "-inf", "households '-inf' is not a finite number"),
+    ("households", "1e30", "households '1e30' is above 50000"),
+    ("households", "nan", "households 'nan' is not a whole number"),
+    ("floor_area_m2", float("inf"), "floor_area_m2 inf is not a finite number (a number is required)"),
+    ("build_year", float("inf"), "build_year inf is not a finite number (a year is required)"),
+    ("consent_rate", float("-inf"), "consent_rate -inf is not a finite number"),
+])
+def test_non_finite_and_absurd_numbers_are_errors_not_crashes(field, value, fragment):
+    cols = {"compound_id": ["a"], "name": ["a"], "build_year": [1990], "households": [1], "floor_area_m2": [1.0]}
+    cols[field] = [value]
+    out, problems = validate_layer(_compounds(**cols), "compounds", current_year=2026)
+    assert [p.field for p in problems] == [field]
+    assert fragment in problems[0].message and "row 1 (id=a)" in problems[0].message
+    assert pd.isna(out[field].iloc[0])  # never kept as inf nor cut to some number
+
+
+def test_build_year_as_float_text():
+    gdf = _compounds(compound_id=["a"], name=["a"], build_year=["1995.0"], households=[1], floor_area_m2=[1.0])
+    out, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert problems == [] and out["build_year"].tolist() == [1995]

@@ -79,7 +79,7 @@ def test_new_facility_type_and_profile():
         ({"walk": {"speed_kmh": "fast"}}, r"standards.walk.speed_kmh: expected a number"),
         ({"walk": {"speed_kmh": 0}}, r"speed_kmh: must be > 0"),
         ({"facility_types": {"kindergarten": {"radius": 200}}}, r"facility_types.kindergarten: unknown key 'radius'"),
-        ({"facility_types": {"kindergarten": {"radius_m": -5}}}, r"radius_m: must be ≥ 0"),
+        ({"facility_types": {"kindergarten": {"radius_m": -5}}}, r"radius_m: must be > 0"),
         ({"facility_types": {"kindergarten": {"tier": "20min"}}}, r"kindergarten.tier: unknown tier '20min'"),
         ({"facility_types": {"canteen": {"radius_m": 300}}}, r"canteen: a new facility type needs"),
         ({"tiers": {"30min": {"radius_m": 2000}}}, r"unknown tier '30min'"),
@@ -112,3 +112,39 @@ def test_gaussian_decay_formula():
         assert gaussian_decay(d, d0) == pytest.approx((math.exp(-0.5 * (d / d0) ** 2) - e) / (1 - e))
     assert gaussian_decay(0.0, d0) == 1.0
     assert gaussian_decay([300.0, 301.0, np.inf, np.nan], d0).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kindergarten": {"radius_m": 0}}, r"standards.facility_types.kindergarten.radius_m: must be > 0, got 0"),
+        ({"facility_types": {"kindergarten": {"radius_m": math.nan}}},
+         r"kindergarten.radius_m: expected a number, got nan \(nan and inf are not accepted\)"),
+        ({"facility_types": {"kindergarten": {"min_land_m2": math.inf}}}, r"min_land_m2: expected a number, got inf"),
+        ({"facility_types": {"canteen": {"tier": "5min", "radius_m": 0}}}, r"canteen.radius_m: must be > 0"),
+        ({"walk": {"elderly_speed_kmh": 0}}, r"standards.walk.elderly_speed_kmh: must be > 0"),
+        ({"tiers": {"5min": {"minutes": 0}}}, r"standards.tiers.5min.minutes: must be > 0"),
+        ({"tiers": {"5min": {"radius_m": 0}}}, r"standards.tiers.5min.radius_m: must be > 0"),
+        ({"network": {"detour_factor": 0.5}}, r"standards.network.detour_factor: must be ≥ 1"),
+        ({"network": {"precision_m": 0}}, r"standards.network.precision_m: must be > 0"),
+        ({"network": {"catchment_factor": 0}}, r"standards.network.catchment_factor: must be > 0"),
+        ({"network": {"non_walkable_classes": [1]}}, r"non_walkable_classes: expected a list of texts"),
+        ({"kindergarten": {"aliases_zh": ["托幼", 3]}}, r"aliases_zh: expected a list of texts"),
+        ({"facility_types": "kindergarten"}, r"standards.facility_types: expected a table"),
+        ({"tiers": ["5min"]}, r"standards.tiers: expected a table"),
+        ({"profiles": 3}, r"standards.profiles: expected a table"),
+    ],
+)
+def test_values_that_would_break_coverage_are_refused(overrides, message):
+    """A radius, walking time or speed of 0, NaN or inf, and lists of non-texts, used to pass (or crash with a
+    TypeError); the bounds live in standards.toml [checks]."""
+    with pytest.raises(ConfigError, match=message):
+        load_standards(overrides)
+
+
+def test_range_checks_are_data():
+    from gis_planner.datafiles import load_toml
+
+    checks = load_toml("standards.toml")["checks"]
+    assert checks["facility_types"]["radius_m"] == {"above": 0.0}
+    assert load_standards({"network": {"detour_factor": 1.0}}).network["detour_factor"] == 1.0

@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import geopandas as gpd
+import numpy as np
+import pandas as pd
 import pytest
+import shapely
 
 from gis_planner.cli import main
-from gis_planner.io import read_layers, validate_file
+from gis_planner.io import read_layer, read_layers, validate_file, write_layers
+from gis_planner.schema import heavy_overlap_partners, validate_layer
 
 BAD = Path(__file__).parent / "data" / "bad"
 
@@ -37,6 +42,25 @@ CASES = {
     "empty_compounds_layer": (2, "layer 'compounds': the layer has no features"),
     "missing_roads_layer": (1, "layer 'roads' is missing — coverage falls back to straight-line"),
     "gbk_shapefile": (0, "小区.shp: text encoding GBK"),
+    # issue 13: non-finite and absurd numbers, broken geometries and files, encodings, hostile text
+    "households_inf": (2, "row 2 (id=C002): households 'inf' is not a finite number (a whole number is required)"),
+    "households_1e30": (2, "row 2 (id=C002): households 1e+30 is above 50000"),
+    "households_empty": (1, "row 2 (id=C002): households is empty — the compound counts as 0 households: it is "
+                            "left out of household-weighted figures"),
+    "n_buildings_inf": (2, "row 2 (id=C002): n_buildings inf is not a finite number"),
+    "parking_1e30": (2, "row 3 (id=C003): parking_existing 1e+30 is above 100000"),
+    "capacity_inf": (2, "layer 'facilities' row 1 (id=F1): capacity inf is not a finite number"),
+    "build_year_float_text": (0, "0 error(s), 0 warning(s)"),
+    "nan_vertex": (2, "row 2 (id=C002): geometry has a vertex with a NaN or infinite coordinate (x=500170, y=nan)"),
+    "nul_in_id": (2, "row 2 (id='C\\x00002'): compound_id 'C\\x00002' contains a NUL character"),
+    "gpkg_truncated": (2, "compounds.gpkg: the file is truncated (4,096 of"),
+    "gpkg_empty": (2, "compounds.gpkg: the file is empty (0 bytes)"),
+    "shapefile_without_dbf": (2, "compounds.shp: its attribute table (ids, names, households …) compounds.dbf is "
+                                 "missing"),
+    "csv_utf16": (1, "facilities.csv layer 'facilities': CRS EPSG:4326 differs"),
+    "csv_gbk": (1, "facilities.csv layer 'facilities': CRS EPSG:4326 differs"),
+    "heavy_overlap": (1, "layer 'compounds': 41 of 43 features overlap another feature of the layer by more than "
+                         "50% of the smaller one's area (e.g. C001 ↔ D001, C001 ↔ D002"),
 }
 
 
@@ -56,10 +80,26 @@ def test_defect_message_and_exit_code(case, capsys):
     folder = BAD / case
     before = _hashes(folder)
     code = main(["validate", str(folder)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # a file that cannot be read at all: "error 错误: …" on stderr
     assert code == expected_code, out
     assert fragment in out, out
+    assert "Traceback" not in out and "internal error" not in out, out
     assert _hashes(folder) == before, "validation modified an input file"
+
+
+@pytest.mark.parametrize("case", sorted(c for c, (code, _) in CASES.items() if code == 2))
+def test_run_stops_on_the_defect_with_exit_2(case, capsys, tmp_path):
+    """`run` ends an input error with exit 2 and the same message, never an internal error (exit 3)."""
+    _, fragment = CASES[case]
+    folder = BAD / case
+    before = _hashes(folder)
+    code = main(["run", "--layers", str(folder), "-o", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert fragment in captured.err, captured.err
+    assert "internal error" not in captured.err
+    assert _hashes(folder) == before, "run modified an input file"
 
 
 def test_errors_are_all_reported_at_once(tmp_path):
@@ -99,3 +139,151 @@ def test_repaired_geometry_is_valid_polygon():
     assert g.is_valid and g.geom_type in ("Polygon", "MultiPolygon")
     # the bow-tie 120 × 100 m splits into two triangles of 120 × 50 / 2 each
     assert g.area == pytest.approx(6000.0)
+
+
+def test_counts_are_typed_and_floats_years_read():
+    layers = read_layers(BAD / "build_year_float_text")
+    c = layers.compounds.set_index("compound_id")
+    assert c.loc["C002", "build_year"] == 1995
+    assert str(layers.compounds["build_year"].dtype) == "Int64"
+
+
+def test_empty_households_are_kept_as_missing_not_invented():
+    layers = read_layers(BAD / "households_empty")
+    hh = layers.compounds.set_index("compound_id")["households"]
+    assert pd.isna(hh["C002"]) and hh["C001"] == 320
+    assert [p.code for p in layers.report.warnings] == ["empty_value"]
+
+
+@pytest.mark.parametrize("case", ["csv_utf16", "csv_gbk"])
+def test_csv_encodings_in_a_folder_read_like_a_single_file(case):
+    """A UTF-16 (BOM) or GBK CSV inside a folder of layers reads exactly as the same file read alone."""
+    layers = read_layers(BAD / case)
+    alone = read_layer(BAD / case / "facilities.csv")
+    assert alone["名称"].tolist() == ["城关幼儿园", "东门菜市场", "建设幼儿园"]
+    assert sorted(layers.facilities["name"]) == sorted(alone["名称"])
+    assert sorted(layers.facilities["facility_type"]) == ["kindergarten", "kindergarten", "market"]
+    assert alone.attrs["source"]["encoding"] == {"csv_utf16": "utf-16", "csv_gbk": "gbk"}[case]
+
+
+def test_a_folder_reads_the_same_as_a_geopackage(tmp_path):
+    """The clean folder and a GeoPackage of the same layers give the same validated layers and report."""
+    import sys
+
+    sys.path.insert(0, str(BAD))
+    try:
+        import make_corpus
+    finally:
+        sys.path.remove(str(BAD))
+    gpkg = write_layers(make_corpus.base(), tmp_path / "layers.gpkg")
+    from_folder, from_gpkg = read_layers(BAD / "clean"), read_layers(gpkg)
+    assert [str(p) for p in from_folder.report.problems] == [str(p) for p in from_gpkg.report.problems] == []
+    for name in ("compounds", "vacant", "facilities", "roads", "projects"):
+        a, b = getattr(from_folder, name), getattr(from_gpkg, name)
+        cols = [c for c in a.columns if c != "geometry"]
+        assert set(cols) == {c for c in b.columns if c != "geometry"}, name
+        pd.testing.assert_frame_equal(pd.DataFrame(a[cols]).reset_index(drop=True),
+                                      pd.DataFrame(b[cols]).reset_index(drop=True), check_dtype=False)
+        assert a.geometry.geom_equals_exact(b.geometry, tolerance=1e-6).all(), name
+        assert a.crs == b.crs
+
+
+@pytest.mark.parametrize(("cut", "fragment"), [
+    ("half", "layers.gpkg: the file is truncated ("),
+    ("4k", "layers.gpkg: the file is truncated (4,096 of"),
+    ("empty", "layers.gpkg: the file is empty (0 bytes)"),
+    ("text", "layers.gpkg: not a GeoPackage (no SQLite header"),
+])
+def test_broken_geopackage_source(tmp_path, capsys, cut, fragment):
+    import sys
+
+    sys.path.insert(0, str(BAD))
+    try:
+        import make_corpus
+    finally:
+        sys.path.remove(str(BAD))
+    data = write_layers(make_corpus.base(), tmp_path / "good.gpkg").read_bytes()
+    broken = tmp_path / "layers.gpkg"
+    broken.write_bytes({"half": data[: len(data) // 2], "4k": data[:4096], "empty": b"",
+                        "text": b"compound_id,name\n" * 20}[cut])
+    before = broken.read_bytes()
+    for argv in (["validate", str(broken)], ["run", "--layers", str(broken), "-o", str(tmp_path / "out")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert fragment in err, err
+    assert broken.read_bytes() == before
+
+
+def test_nul_in_a_geopackage_text_is_reported_not_cut(tmp_path):
+    """GDAL reads 'C\\x00002' as 'C'; the reader puts the full text back so validation names row and field."""
+    import sqlite3
+    import sys
+
+    sys.path.insert(0, str(BAD))
+    try:
+        import make_corpus
+    finally:
+        sys.path.remove(str(BAD))
+    path = write_layers(make_corpus.base(), tmp_path / "layers.gpkg")
+    con = sqlite3.connect(path)
+    for fn in ("ST_IsEmpty", "ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):  # the GeoPackage's R-tree triggers
+        con.create_function(fn, 1, lambda g: 0)
+    con.execute("UPDATE compounds SET compound_id = 'C' || char(0) || '002' WHERE compound_id = 'C002'")
+    con.commit()
+    con.close()
+    assert read_layer(path, "compounds")["compound_id"].tolist() == ["C001", "C\x00002", "C003"]
+    _, report = validate_file(path)
+    assert report.exit_code == 2
+    [err] = report.errors
+    assert (err.row, err.field, err.code) == (2, "compound_id", "nul_character")
+    assert "layers.gpkg:compounds layer 'compounds' row 2 (id='C\\x00002')" in err.message
+
+
+def _stacked(n: int, *, identical: bool) -> gpd.GeoDataFrame:
+    off = np.zeros(n) if identical else np.arange(n) * 0.01
+    return gpd.GeoDataFrame(
+        {"compound_id": [f"S{i:05d}" for i in range(n)], "name": ["x"] * n, "build_year": [1990] * n,
+         "households": [100] * n, "floor_area_m2": [9000.0] * n},
+        geometry=shapely.box(500_000 + off, 3_386_000, 500_100 + off, 3_386_100), crs="EPSG:4547")
+
+
+@pytest.mark.parametrize(("n", "identical"), [(2000, True), (3000, False)])
+def test_heavy_overlaps_are_one_warning_with_count_and_examples(n, identical):
+    _, problems = validate_layer(_stacked(n, identical=identical), "compounds", source="c.gpkg",
+                                 current_year=2026)
+    [warning] = problems
+    assert warning.severity == "warning" and warning.code == "heavy_overlap"
+    assert f"c.gpkg layer 'compounds': {n:,} of {n:,} features overlap another feature" in warning.message
+    assert warning.message.count("↔") == 5  # a few pairs named, not all
+    assert ("(e.g. S00000 ↔ S00001, S00000 ↔ S00002" if identical else "(e.g. S00000 ↔ S0") in warning.message
+
+
+def test_heavy_overlap_check_is_bounded_in_memory():
+    """5,000 stacked, all-different compounds: the check pages through the tree instead of holding the
+    12.5 million overlapping pairs (0.2 GB of index pairs alone, and a geometry per pair to intersect)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, numpy as np, shapely\n"
+        "from gis_planner.schema import heavy_overlap_partners\n"
+        "off = np.arange(5000) * 0.01\n"
+        "g = shapely.box(off, 0, off + 100, 100)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "p = heavy_overlap_partners(g, min_share=0.5, chunk=64, max_candidates=8)\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(int((p >= 0).sum()), grown)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    flagged, grown_kb = map(int, out.split())
+    assert flagged == 5000
+    assert grown_kb < 120_000, f"peak memory grew by {grown_kb / 1e3:.0f} MB"
+
+
+def test_overlaps_below_the_share_and_neighbours_are_not_flagged():
+    boxes = [shapely.box(0, 0, 100, 100), shapely.box(60, 0, 160, 100),  # 40 % of each: below 50 %
+             shapely.box(200, 0, 300, 100), shapely.box(300, 0, 400, 100),  # touching
+             shapely.box(500, 0, 600, 100), shapely.box(510, 10, 590, 90)]  # one inside the other: 100 %
+    partner = heavy_overlap_partners(np.array(boxes, dtype=object), min_share=0.5)
+    assert partner.tolist() == [-1, -1, -1, -1, 5, 4]

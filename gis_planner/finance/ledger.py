@@ -164,7 +164,10 @@ def ledger_table(balance: BundleBalance, settings: FinanceSettings) -> pd.DataFr
     _cost_lines(lines, balance, settings)
     _income_lines(lines, balance, settings)
     _project_lines(lines, balance)
-    ledger = pd.concat([block for block in lines.blocks if len(block)], ignore_index=True)
+    blocks = [block for block in lines.blocks if len(block)]
+    if not blocks:  # no bundle (no eligible compound): an empty ledger with its columns
+        return pd.DataFrame({c: pd.Series(dtype=float if c == "amount_cny" else object) for c in LEDGER_COLUMNS})
+    ledger = pd.concat(blocks, ignore_index=True)
     ledger["amount_cny"] = ledger["amount_cny"].astype(float)
     ledger["category_zh"] = ledger["category"].map(CATEGORY_ZH)
     ledger["_level"] = ledger["level"].map({"bundle": 0, "compound": 1})

@@ -93,7 +93,10 @@ def pairing_arcs(
     if same_unit is None:
         same_unit = default_options().same_unit
     if projects is None or not len(projects) or not len(bundles):
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame({"bundle_id": pd.Series(dtype=object), "project_id": pd.Series(dtype=object),
+                             "distance_m": pd.Series(dtype=float), "attached": pd.Series(dtype=bool),
+                             "same_unit": pd.Series(dtype=bool), "allowed": pd.Series(dtype=bool),
+                             "excluded_reason": pd.Series(dtype=object)}, columns=cols)
     bg = np.asarray(bundles.geometry.values)
     pg = np.asarray(projects.geometry.values)
     dist = shapely.distance(bg[:, None], pg[None, :])

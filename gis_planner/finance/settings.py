@@ -46,6 +46,10 @@ _UNITS = ("none", "district", "subdistrict", "community")
 _RULE_FIELDS = {"name_zh", "payer_zh", "kind", "basis", "rate", "unit", "classes", "source", "verified",
                 "split", "split_zh", "split_source", "split_verified"}
 _NEW_RULE_FIELDS = {"name_zh", "kind", "basis", "rate", "classes"}
+#: kinds of the text / flag / list fields of a funding rule (``rate`` and ``split`` are checked by ``_check``)
+_RULE_FIELD_KINDS = {"name_zh": str, "payer_zh": str, "kind": str, "basis": str, "unit": str, "classes": list,
+                     "source": str, "verified": bool, "split_zh": Mapping, "split_source": str,
+                     "split_verified": bool}
 _PARAM_FIELDS = {"value", "unit", "name_zh", "source", "verified"}
 _SHARES = ("common_income_share", "parking_occupancy", "parking_usable_share", "land_net_share",
            "project_surplus_share")
@@ -244,6 +248,8 @@ class FinanceSettings:
                     raise ConfigError("finance.facility_income: expected a table facility type → CNY per year")
                 for facility_type, amount in value.items():
                     if facility_type in ("source", "verified"):
+                        _check_field_kinds("finance.facility_income", {facility_type: amount},
+                                           {"source": str, "verified": bool})
                         income_meta[facility_type] = amount
                         continue
                     if not _is_number(amount) or amount < 0:
@@ -307,6 +313,7 @@ def _override_parameter(param: Parameter, value: Any, where: str) -> Parameter:
         extra = set(value) - _PARAM_FIELDS
         if extra:
             raise ConfigError(f"{where}: unknown field(s) {sorted(extra)}; known: {sorted(_PARAM_FIELDS)}")
+        _check_field_kinds(where, value, {"unit": str, "name_zh": str, "source": str, "verified": bool})
         changes = dict(value)
         if "source" not in value:
             changes.update(source=_OVERRIDE_SOURCE, verified=False)
@@ -323,9 +330,13 @@ def _checked_option(key: str, value: Any) -> Any:
     default = _option_defaults()[key]
     if isinstance(default, bool):
         ok = isinstance(value, bool)
-    elif isinstance(default, int | float):
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)  # 2.5 is never cut to 2
+        if not ok:
+            raise ConfigError(f"finance.{key}: expected a whole number, got {value!r}")
+    elif isinstance(default, float):
         ok = _is_number(value)
-        value = type(default)(value) if ok else value
+        value = float(value) if ok else value
     elif isinstance(default, list):
         ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
@@ -348,6 +359,7 @@ def _override_funding(funding: Mapping[str, FundingRule], value: Any) -> dict[st
         if extra:
             raise ConfigError(f"finance.funding.{rule}: unknown field(s) {sorted(extra)}; "
                               f"known: {sorted(_RULE_FIELDS)}")
+        _check_field_kinds(f"finance.funding.{rule}", fields, _RULE_FIELD_KINDS)
         if rule in funding:
             spec = {f.name: getattr(funding[rule], f.name) for f in dataclasses.fields(FundingRule)}
         else:
@@ -361,6 +373,24 @@ def _override_funding(funding: Mapping[str, FundingRule], value: Any) -> dict[st
         spec["overridden"] = True
         out[rule] = _funding_rule(spec)
     return out
+
+
+def _check_field_kinds(where: str, fields: Mapping[str, Any], kinds: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first field whose value is not of its kind in ``kinds``
+    (``list`` = a list of texts; a field not in ``kinds`` is checked elsewhere)."""
+    names = {str: "text", bool: "true or false", list: "a list of texts", Mapping: "a table"}
+    for key, value in fields.items():
+        kind = kinds.get(key)
+        if kind is None:
+            continue
+        if kind is list:
+            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        elif kind is Mapping:
+            ok = isinstance(value, Mapping)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ConfigError(f"{where}.{key}: expected {names[kind]}, got {value!r}")
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> FinanceSettings:
@@ -423,6 +453,14 @@ def _check(settings: FinanceSettings) -> None:
     for key, number in value.items():
         if key != "discount_rate" and number < 0:
             raise ConfigError(f"finance.{key}: {number} must be ≥ 0")
+    try:
+        factor = annuity_factor(value["discount_rate"], int(value["horizon_years"]))
+    except OverflowError:
+        factor = math.inf
+    if not math.isfinite(factor):
+        raise ConfigError(f"finance.horizon_years: {value['horizon_years']:g} years at a discount_rate of "
+                          f"{value['discount_rate']:g} give no finite present value; shorten the horizon or "
+                          "raise the rate")
     if value["parking_m2_per_space"] <= 0:
         raise ConfigError("finance.parking_m2_per_space must be > 0")
     classes = {*cost_classes(), *EXTRA_CLASSES}

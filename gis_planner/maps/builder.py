@@ -13,6 +13,7 @@ import folium
 import geopandas as gpd
 import shapely
 
+from .._errors import ConfigError
 from .context import MapContext, facility_type_name, map_context
 from .encode import tolerance_m
 from .layers import LAYERS, Drawing
@@ -30,7 +31,7 @@ def _basemap(m: folium.Map, basemap: str | None, lang: str, tianditu_key: str | 
     if basemap in (None, "", "none"):
         return "wgs84"
     if basemap not in BASEMAPS:
-        raise ValueError(f"basemap must be one of {', '.join(BASEMAPS)} or None, got {basemap!r}")
+        raise ConfigError(f"basemap must be one of {', '.join(BASEMAPS)} or None, got {basemap!r}")
     spec = load_style()["basemaps"][basemap]
     text = labels(lang)
     kwargs: dict[str, Any] = {"max_zoom": 20, "max_native_zoom": spec["max_zoom"]}
@@ -40,7 +41,7 @@ def _basemap(m: folium.Map, basemap: str | None, lang: str, tianditu_key: str | 
     if basemap == "tianditu":
         key = tianditu_key or os.environ.get("TIANDITU_KEY")
         if not key:
-            raise ValueError("the Tianditu basemap needs a key: tianditu_key=..., [map] tianditu_key in "
+            raise ConfigError("the Tianditu basemap needs a key: tianditu_key=..., [map] tianditu_key in "
                              "plan.toml or the TIANDITU_KEY environment variable")
         url = url.replace("{key}", key)
     folium.TileLayer(url, attr=spec["attribution"], name=text[f"basemap_{basemap}"], overlay=False,

@@ -16,6 +16,7 @@ import pandas as pd
 import shapely
 from folium.map import Layer
 
+from .._errors import ConfigError
 from ..service_areas import band_minutes, service_bands
 from .context import (
     MapContext,
@@ -142,7 +143,7 @@ def walk_minutes(ctx: MapContext, cd: pd.DataFrame, facility_type: str) -> np.nd
     col = f"dist_{facility_type}_m"
     if col in cd.columns:
         return pd.to_numeric(cd[col], errors="coerce").to_numpy(float) / mpm
-    raise ValueError(f"no coverage results for facility type {facility_type!r} (not in the plan's profile?)")
+    raise ConfigError(f"no coverage results for facility type {facility_type!r} (not in the plan's profile?)")
 
 
 def _compounds_by_coverage(d: Drawing) -> None:

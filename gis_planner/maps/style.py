@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import ConfigError
 from ..datafiles import load_toml
 
 __all__ = ["facility_icon_svg", "icon_svg", "labels", "legend_section", "load_style"]
@@ -20,7 +21,7 @@ def load_style() -> dict[str, Any]:
 def labels(lang: str) -> dict[str, str]:
     """The label texts of the map in ``lang`` (``"zh"`` or ``"en"``)."""
     if lang not in ("zh", "en"):
-        raise ValueError(f"lang must be 'zh' or 'en', got {lang!r}")
+        raise ConfigError(f"lang must be 'zh' or 'en', got {lang!r}")
     return load_style()["labels"][lang]
 
 

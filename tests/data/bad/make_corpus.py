@@ -3,6 +3,10 @@
 Run from the repository root: ``python tests/data/bad/make_corpus.py``. Every folder holds a valid base
 district (EPSG:4547, three compounds, roads, facilities, a vacant parcel, a project) with exactly one defect
 planted; ``tests/test_validation.py`` states the message and exit code each must produce.
+
+Defects GDAL will not write (``Infinity``, a ``NaN`` vertex, a ``\\u0000`` in a text) are planted by editing the
+written GeoJSON text (:func:`patch`); broken files (a truncated or empty GeoPackage, a Shapefile without its .dbf,
+UTF-16 and GBK CSV files) are made from valid ones.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +82,24 @@ def write(case: str, layers: dict[str, gpd.GeoDataFrame], fmt: str = "geojson") 
         else:
             gdf.to_file(folder / f"{name}.geojson", driver="GeoJSON", engine="pyogrio",
                         layer_options={"WRITE_NAME": "NO", "RFC7946": "NO"})
+
+
+def patch(case: str, layer: str, old: str, new: str) -> None:
+    """Replace the first ``old`` by ``new`` in the written GeoJSON text of ``layer`` (a defect GDAL cannot write)."""
+    path = HERE / case / f"{layer}.geojson"
+    text = path.read_text(encoding="utf-8")
+    if old not in text:
+        raise ValueError(f"{path}: {old!r} not found")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def facilities_csv(encoding: str) -> bytes:
+    """The base facilities as a lon/lat CSV (EPSG:4326) with Chinese names, encoded as ``encoding``."""
+    f = base()["facilities"].to_crs("EPSG:4326")
+    lines = ["设施编号,设施类型,名称,经度,纬度"]
+    lines += [f"{r.facility_id},{r.facility_type},{r.name},{r.geometry.x:.9f},{r.geometry.y:.9f}"
+              for r in f.itertuples()]
+    return ("\r\n".join(lines) + "\r\n").encode(encoding)
 
 
 def with_compounds(**changes: object) -> dict[str, gpd.GeoDataFrame]:
@@ -192,6 +215,59 @@ def main() -> None:
     for name in ("roads", "facilities", "vacant", "projects"):
         layers[name].to_file(folder / f"{name}.geojson", driver="GeoJSON", engine="pyogrio",
                              layer_options={"WRITE_NAME": "NO", "RFC7946": "NO"})
+
+    # ---- non-finite and absurd numbers (issue 13)
+    write("households_inf", with_compounds(households=(1, "inf")))
+    layers = base()
+    layers["compounds"]["households"] = [320.0, 1e30, 96.0]
+    write("households_1e30", layers)
+    write("households_empty", with_compounds(households=(1, None)))  # a warning: counted as 0 households
+    write("n_buildings_inf", base())
+    patch("n_buildings_inf", "compounds", '"households": 180,', '"households": 180, "n_buildings": Infinity,')
+    layers = base()
+    layers["compounds"]["parking_existing"] = [120, 60, 1e30]
+    write("parking_1e30", layers)
+    write("capacity_inf", base())
+    patch("capacity_inf", "facilities", '"capacity": 180.0', '"capacity": Infinity')
+    write("build_year_float_text", with_compounds(build_year=(1, "1995.0")))  # valid: read as 1995
+    write("nan_vertex", base())
+    patch("nan_vertex", "compounds", "[ 500170.0, 3386000.0 ]", "[ 500170.0, NaN ]")
+    write("nul_in_id", base())
+    patch("nul_in_id", "compounds", '"C002"', '"C\\u0000002"')
+
+    # ---- broken files
+    layers = base()
+    gpkg_bytes = _gpkg_bytes(layers["compounds"])
+    write("gpkg_truncated", layers)
+    (HERE / "gpkg_truncated" / "compounds.geojson").unlink()
+    (HERE / "gpkg_truncated" / "compounds.gpkg").write_bytes(gpkg_bytes[:4096])
+    write("gpkg_empty", layers)
+    (HERE / "gpkg_empty" / "compounds.geojson").unlink()
+    (HERE / "gpkg_empty" / "compounds.gpkg").write_bytes(b"")
+    write("shapefile_without_dbf", layers, fmt="shp")
+    (HERE / "shapefile_without_dbf" / "compounds.dbf").unlink()
+    for case, encoding in (("csv_utf16", "utf-16"), ("csv_gbk", "gbk")):
+        write(case, layers)
+        (HERE / case / "facilities.geojson").unlink()
+        (HERE / case / "facilities.csv").write_bytes(facilities_csv(encoding))
+
+    # ---- heavy overlaps: 40 copies of one compound (a warning naming a few ids and the count)
+    layers = base()
+    c = layers["compounds"]
+    copies = c.iloc[[0] * 40].reset_index(drop=True)
+    copies["compound_id"] = [f"D{i:03d}" for i in range(1, 41)]
+    layers["compounds"] = gpd.GeoDataFrame(pd.concat([c, copies], ignore_index=True), crs=CRS)
+    write("heavy_overlap", layers)
+
+
+def _gpkg_bytes(gdf: gpd.GeoDataFrame) -> bytes:
+    """``gdf`` as the bytes of a one-layer GeoPackage (written to a temporary folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "compounds.gpkg"
+        gdf.to_file(path, layer="compounds", driver="GPKG", engine="pyogrio")
+        return path.read_bytes()
 
 
 if __name__ == "__main__":
