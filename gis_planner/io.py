@@ -615,6 +615,11 @@ def read_layers(
             if not isinstance(kwargs.get("path"), str | os.PathLike):
                 raise LayerError(f"layer '{name}': give the path of its file (got {kwargs.get('path')!r})")
             unknown_opts = sorted(set(kwargs) - _READ_OPTIONS)
+            wrong_type = sorted(k for k, v in kwargs.items() if k != "path" and not (
+                isinstance(v, str) or (k == "crs" and isinstance(v, int) and not isinstance(v, bool))))
+            if wrong_type:
+                raise LayerError(f"layer '{name}': read option(s) {', '.join(wrong_type)} must be text (crs: "
+                                 f"text or an EPSG number), got {', '.join(repr(kwargs[k]) for k in wrong_type)}")
             if unknown_opts and not _postgis.is_postgis_url(kwargs["path"]):
                 raise LayerError(f"layer '{name}': unknown read option(s) {', '.join(unknown_opts)} "
                                  f"(known: {', '.join(sorted(_READ_OPTIONS))})")

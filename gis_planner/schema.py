@@ -285,6 +285,14 @@ def _check_field(
     present = raw.notna() & ~raw.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
 
     if kind == "str":
+        if name.endswith("_id"):
+            padded = np.flatnonzero(raw.map(lambda v: isinstance(v, str) and v.strip() != v and bool(v.strip()))
+                                    .to_numpy(dtype=bool))
+            if len(padded):
+                first = raw.iloc[padded[0]]
+                col.add("warning", "id_trimmed", f"{name} {first!r} has spaces, tabs or line breaks around it, "
+                        f"removed: {first.strip()!r}" + (f" (and {len(padded) - 1} more row(s))" if len(padded) > 1
+                                                         else ""), int(padded[0]), name)
         out = _as_id_strings(raw) if name.endswith("_id") else raw.map(
             lambda v: None if (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)))
             else (str(v).strip() or None)).astype(object)
@@ -387,12 +395,77 @@ def _check_geometry(gdf: gpd.GeoDataFrame, kind: str, col: _Collector) -> gpd.Ge
         repaired = shapely.make_valid(geoms[invalid])
         if kind in ("polygon", "point_or_polygon"):
             repaired = np.array([_keep_polygons(g) for g in repaired], dtype=object)
-        for pos, why in zip(np.flatnonzero(invalid), reasons, strict=True):
-            col.add("warning", "invalid_geometry", f"invalid geometry ({why}) repaired with make_valid",
-                    pos, "geometry")
+            # a polygon without area (all its vertices on a line) repairs to a line or a point: no red line left
+            flat = ~np.isin(shapely.get_type_id(repaired), [3, 6])
+            if kind == "point_or_polygon":  # a facility is still a place: its point
+                repaired[flat] = shapely.point_on_surface(repaired[flat])
+        else:
+            flat = np.zeros(len(repaired), dtype=bool)
+        for pos, why, no_area in zip(np.flatnonzero(invalid), reasons, flat, strict=True):
+            if no_area and kind == "polygon":
+                col.add("error", "zero_area_polygon", f"polygon has no area ({why}): its vertices lie on a line; "
+                        "redraw or delete it", pos, "geometry")
+            else:
+                col.add("warning", "invalid_geometry", f"invalid geometry ({why}) repaired with make_valid"
+                        + (" — it has no area and is kept as a point" if no_area else ""), pos, "geometry")
         geoms = geoms.copy()
         geoms[invalid] = repaired
     return gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs)
+
+
+def outside_crs_area(gdf: gpd.GeoDataFrame, margin_deg: float) -> np.ndarray:
+    """Which features cannot be placed on the globe, or lie outside their CRS's area of use while most of the
+    layer lies inside it (the area widened by ``margin_deg`` degrees).
+
+    Each feature's bounding-box corners are taken to longitude / latitude; a corner that cannot be placed there
+    (infinite, beyond ±180° / ±90°) or an outlier outside the area of use of the declared CRS means a typo in a
+    coordinate (a vertex 10⁹ m away) or a row given in degrees inside a layer in metres. Features without
+    geometry, or a layer without a CRS, are not judged (False).
+    """
+    out = np.zeros(len(gdf), dtype=bool)
+    crs = gdf.crs
+    if crs is None or not len(gdf):
+        return out
+    import pyproj
+
+    geoms = np.asarray(gdf.geometry.array)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & finite_geometries(geoms)
+    if not present.any():
+        return out
+    b = shapely.bounds(geoms[present])
+    area = crs.area_of_use
+    west, south, east, north = (area.west, area.south, area.east, area.north) if area else (-180, -90, 180, 90)
+    if west > east:  # an area across the antimeridian: judge latitude only
+        west, east = -180.0, 180.0
+    to_lonlat = pyproj.Transformer.from_crs(crs, 4326, always_xy=True)
+    unplaced = np.zeros(len(b), dtype=bool)
+    outside = np.zeros(len(b), dtype=bool)
+    for x, y in ((b[:, 0], b[:, 1]), (b[:, 2], b[:, 3]), (b[:, 0], b[:, 3]), (b[:, 2], b[:, 1])):
+        with np.errstate(invalid="ignore"):
+            lon, lat = to_lonlat.transform(x, y, errcheck=False)
+        lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+        placed = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+        inside = (lon >= west - margin_deg) & (lon <= east + margin_deg) & (lat >= south - margin_deg) \
+            & (lat <= north + margin_deg)
+        unplaced |= ~placed
+        outside |= placed & ~inside
+    # outside the area is judged against the layer itself: a row off while most rows are in (a layer drawn wholly
+    # elsewhere — a local grid declared as a real CRS — is the overlap check's concern, not a row's)
+    if (~outside & ~unplaced).sum() * 2 < len(b):
+        outside[:] = False
+    out[np.flatnonzero(present)[unplaced | outside]] = True
+    return out
+
+
+def _check_crs_area(gdf: gpd.GeoDataFrame, col: _Collector) -> None:
+    margin = float(load_schema()["extent"]["crs_area_margin_deg"])
+    for pos in np.flatnonzero(outside_crs_area(gdf, margin)):
+        x0, y0, x1, y1 = shapely.bounds(np.asarray(gdf.geometry.array)[pos])
+        area = gdf.crs.area_of_use
+        where = f"{area.name} ({area.west:g}–{area.east:g}°E, {area.south:g}–{area.north:g}°N)" if area else "the globe"
+        col.add("error", "outside_crs_area", f"geometry lies outside the area of its CRS {gdf.crs.to_string()}, "
+                f"{where} (bounds {x0:.6g}, {y0:.6g}, {x1:.6g}, {y1:.6g}): a mistyped coordinate, a row in "
+                f"degrees in a layer in metres, or a wrong declared CRS?", int(pos), "geometry")
 
 
 def finite_geometries(geoms: np.ndarray) -> np.ndarray:
@@ -497,6 +570,7 @@ def validate_layer(
                 "set it in the source file or declare it in plan.toml ([layers.<name>] crs = 'EPSG:4326')")
     if len(out):
         out = out.set_geometry(_check_geometry(out, spec["geometry"], col))
+        _check_crs_area(out, col)
         if layer in load_schema()["overlap"]["layers"]:
             _warn_heavy_overlaps(out, col)
     return out, col.problems

@@ -275,8 +275,10 @@ def test_points_the_metric_crs_cannot_hold_are_errors(tmp_path):
     layers, report = validate_file(path)
     assert layers is None and report.exit_code == 2
     [err] = report.errors
-    assert (err.layer, err.row, err.feature_id, err.code) == ("facilities", 2, "F2", "reprojection_failed")
-    assert "l.gpkg:facilities layer 'facilities' row 2 (id=F2): geometry cannot be reprojected" in err.message
+    # caught when the layer is read, before any reprojection: latitude 95° is off the globe
+    assert (err.layer, err.row, err.feature_id, err.code) == ("facilities", 2, "F2", "outside_crs_area")
+    assert "l.gpkg:facilities layer 'facilities' row 2 (id=F2): geometry lies outside the area of its CRS" \
+        in err.message
 
 
 # ------------------------------------------------------------------------------ formula-safe CSV, long text

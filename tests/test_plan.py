@@ -221,7 +221,10 @@ def test_minimal_layers_run_end_to_end(tmp_path):
     """Only the required fields, no vacant / projects / boundaries layers: every stage and output still works."""
     path = _tiny_district(tmp_path)
     out = tmp_path / "out"
-    assert main(["run", "--layers", str(path), "-o", str(out), "-q"]) == 0
+    # exit 1: finished, with the two warnings validation gives (no vacant layer, no projects layer)
+    assert main(["run", "--layers", str(path), "-o", str(out), "-q"]) == 1
+    warnings = json.loads((out / "run.json").read_text(encoding="utf-8"))["validation"]["warnings"]
+    assert len(warnings) == 2 and "'vacant' is missing" in warnings[0] and "'projects' is missing" in warnings[1]
     assert (out / "map.html").exists() and (out / "reports" / "index.html").exists()
     bundles = pd.read_csv(out / "bundles.csv", encoding="utf-8-sig")
     assert bundles["member_ids"].tolist() == ["C1"] and bool(bundles["isolated"].iloc[0])

@@ -287,3 +287,56 @@ def test_overlaps_below_the_share_and_neighbours_are_not_flagged():
              shapely.box(500, 0, 600, 100), shapely.box(510, 10, 590, 90)]  # one inside the other: 100 %
     partner = heavy_overlap_partners(np.array(boxes, dtype=object), min_share=0.5)
     assert partner.tolist() == [-1, -1, -1, -1, 5, 4]
+
+
+def test_a_row_far_outside_its_crs_area_is_an_error_naming_it(tmp_path):
+    """A vertex 10⁹ m away, or one row typed in degrees inside a layer in metres: an error on that row."""
+    from gis_planner.io import validate_file, write_layers
+
+    x0, y0 = 500_000.0, 3_386_000.0
+    compounds = gpd.GeoDataFrame(
+        {"compound_id": ["C1", "C2", "C3"], "name": ["甲", "乙", "丙"], "build_year": [1990] * 3,
+         "households": [100] * 3, "floor_area_m2": [9000.0] * 3},
+        geometry=[shapely.box(x0, y0, x0 + 100, y0 + 100), shapely.box(114.30, 30.60, 114.302, 30.602),
+                  shapely.box(x0 + 300, y0, x0 + 400, y0 + 100)], crs="EPSG:4547")
+    roads = gpd.GeoDataFrame({"road_id": ["R1", "R2"], "road_class": ["local", "local"]},
+                             geometry=[shapely.LineString([(x0, y0 - 10), (x0 + 400, y0 - 10)]),
+                                       shapely.LineString([(x0, y0 - 20), (x0 + 1e9, y0 - 20)])], crs="EPSG:4547")
+    path = write_layers({"compounds": compounds, "roads": roads}, tmp_path / "l.gpkg")
+    _, report = validate_file(path)
+    found = {(p.layer, p.row, p.feature_id) for p in report.errors if p.code == "outside_crs_area"}
+    assert found == {("compounds", 2, "C2"), ("roads", 2, "R2")}
+    assert all("China - onshore between 112°30'E and 115°30'E" in p.message for p in report.errors
+               if p.code == "outside_crs_area")
+
+
+def test_zero_area_parcel_is_an_error_and_trimmed_ids_are_said(tmp_path, capsys):
+    from gis_planner.io import validate_file, write_layers
+
+    x0, y0 = 500_000.0, 3_386_000.0
+    compounds = gpd.GeoDataFrame(
+        {"compound_id": ["C1", "\t=1+1 "], "name": ["甲", "乙"], "build_year": [1990] * 2,
+         "households": [100] * 2, "floor_area_m2": [9000.0] * 2},
+        geometry=[shapely.box(x0, y0, x0 + 100, y0 + 100), shapely.box(x0 + 200, y0, x0 + 300, y0 + 100)],
+        crs="EPSG:4547")
+    vacant = gpd.GeoDataFrame({"parcel_id": ["V1"], "kind": ["vacant_land"]},
+                              geometry=[shapely.Polygon([(x0, y0 + 200), (x0 + 50, y0 + 250), (x0 + 100, y0 + 300)])],
+                              crs="EPSG:4547")
+    path = write_layers({"compounds": compounds, "vacant": vacant}, tmp_path / "l.gpkg")
+    _, report = validate_file(path)
+    [flat] = [p for p in report.errors if p.code == "zero_area_polygon"]
+    assert (flat.layer, flat.row, flat.feature_id) == ("vacant", 1, "V1") and "no area" in flat.message
+    [trim] = [p for p in report.warnings if p.code == "id_trimmed"]
+    assert trim.row == 2 and "'\\t=1+1 '" in trim.message and "removed: '=1+1'" in trim.message
+    assert main(["run", "--layers", str(path), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "polygon has no area" in capsys.readouterr().err
+
+
+def test_a_read_option_of_the_wrong_type_names_the_layer(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    sample = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
+    plan.write_text(f'[layers]\ncompounds = "{sample.as_posix()}"\nfacilities = {{ path = "f.csv", encoding = 8 }}\n',
+                    encoding="utf-8")
+    assert main(["validate", "--plan", str(plan)]) == 2
+    err = capsys.readouterr()
+    assert "layer 'facilities': read option(s) encoding must be text" in err.out + err.err
