@@ -106,17 +106,18 @@ def run_ours(roads, compounds, facilities, limit):
 
 def run_search_only(located, limit):
     t0 = time.perf_counter()
+    leaf_fac, leaf_node = located.facility_leaves()  # a facility meeting several streets has several leaves
     for ftype in TYPES:
-        mask = (located.facility_types == ftype) & (located.facility_node >= 0)
-        dist, which = nearest_sources(located.graph, located.facility_node[mask], limit_m=limit)
+        dist, which = nearest_sources(located.graph, leaf_node[located.facility_types[leaf_fac] == ftype],
+                                      limit_m=limit)
         _ = dist[np.maximum(located.access_node, 0)] + located.access_m
         _ = which[np.maximum(located.access_node, 0)]
     return {"total": time.perf_counter() - t0}
 
 
 def run_bare(located, limit):
-    sources = [located.facility_node[(located.facility_types == t) & (located.facility_node >= 0)]
-               for t in TYPES]
+    leaf_fac, leaf_node = located.facility_leaves()
+    sources = [leaf_node[located.facility_types[leaf_fac] == t] for t in TYPES]
     m = located.graph.matrix
     t0 = time.perf_counter()
     for src in sources:
@@ -134,8 +135,9 @@ def run_networkx(located, limit):
     G.add_weighted_edges_from(zip(g.edge_u.tolist(), g.edge_v.tolist(), g.edge_length.tolist(), strict=True))
     t1 = time.perf_counter()
     found = {}
+    leaf_fac, leaf_node = located.facility_leaves()
     for ftype in TYPES:
-        src = located.facility_node[(located.facility_types == ftype) & (located.facility_node >= 0)]
+        src = leaf_node[located.facility_types[leaf_fac] == ftype]
         found[ftype] = nx.multi_source_dijkstra_path_length(G, set(src.tolist()), cutoff=limit)
     t2 = time.perf_counter()
     acc = located.access_node.tolist()

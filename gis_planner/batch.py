@@ -541,9 +541,10 @@ def _settle_unreached(tables: dict[str, pd.DataFrame], layers: Layers, config: P
         located = coverage.locate(comp, fac, graph, standards=standards, entrances=ent,
                                   max_snap_m=settings["network"]["max_snap_m"])
     labels = located.graph.components  # the graph with the snapped points inserted
+    leaf_fac, leaf_node = located.facility_leaves()  # every access leaf: a facility may touch several parts
     ok_f = located.facility_node >= 0
-    have = pd.DataFrame({"facility_type": located.facility_types[ok_f],
-                         "label": labels[located.facility_node[ok_f]]}).drop_duplicates()
+    have = pd.DataFrame({"facility_type": located.facility_types[leaf_fac],
+                         "label": labels[leaf_node]}).drop_duplicates()
     ok_a = located.access_node >= 0
     reach = pd.DataFrame({"compound_id": np.asarray(located.compound_ids, dtype=object)[located.access_compound[ok_a]],
                           "label": labels[located.access_node[ok_a]]}).drop_duplicates()

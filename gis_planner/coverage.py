@@ -19,7 +19,7 @@ from .network import (
     attach_points,
     check_metric_crs,
     nearest_sources,
-    snap_points,
+    snap_access,
     walk_graph,
 )
 
@@ -53,7 +53,8 @@ REASONS = {
     "": "covered",
     "beyond_threshold": "nearest facility farther than the service radius",
     "beyond_search_limit": "no facility within the search limit (distance not computed beyond it)",
-    "unreachable": "no facility of this type on the compound's part of the street network",
+    "unreachable": "no facility of this type on the compound's part of the street network (snaps.csv says "
+                   "when that part is an isolated street fragment with no main-network street within max_snap_m)",
     "no_facility": "no facility of this type in the facilities layer (or none could be snapped)",
     "not_snapped": "compound farther than max_snap_m from every walkable road",
 }
@@ -69,17 +70,25 @@ class Located:
         and a leaf node per facility joined by its access leg.
     compound_ids : compound ids (str) in input order.
     compound_geometry : compound geometries in input order.
-    access_compound : for every access point (entrance, or the compound itself), the compound's position;
-        sorted by it.
+    access_compound : for every access point, the compound's position; sorted by it. A compound (or each of
+        its entrances) has one access point per street it meets (:func:`~gis_planner.network.snap_access`:
+        the nearest street, every street within ``[network] access_tolerance_m`` of its red line, and the
+        nearest street of the main network when the others are isolated fragments); searches take the best.
+    access_geometry : the entrance (or compound) geometry of each access point.
     access_node : virtual node of each access point (-1 if refused).
     access_m : access leg of each access point (metres; from the entrance / outline to the street).
-    access_reason : why an access point was refused ("" if snapped).
+    access_reason : why an access point was refused or is isolated ("" if snapped to the main network).
     facility_ids, facility_types : facility ids (str) and type keys in input order.
     facility_geometry : facility geometries.
-    facility_node : leaf node of each facility (-1 if refused).
+    facility_node : leaf node of each facility's nearest snap (-1 if refused).
     facility_capacity : the ``capacity`` column (NaN if absent).
-    report : one row per snapped feature (``layer, feature_id, entrance, ok, access_m, reason``).
+    report : one row per snapped feature (``layer, feature_id, entrance, ok, access_m, reason,
+        access_points``: its nearest snap and how many streets it is reached from).
     method : ``"network"`` or ``"euclidean_detour"`` (no usable road layer).
+    access_main : per access point, whether it lies on the main street network (None: all).
+    facility_access_facility, facility_access_node : every leaf of every snapped facility (a facility meeting
+        several streets has a leaf on each) and the facility's position; sorted by facility (None: only
+        ``facility_node``).
     """
 
     graph: WalkGraph | None
@@ -97,6 +106,16 @@ class Located:
     facility_capacity: np.ndarray
     report: pd.DataFrame
     method: str
+    access_main: np.ndarray | None = None
+    facility_access_facility: np.ndarray | None = None
+    facility_access_node: np.ndarray | None = None
+
+    def facility_leaves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(facility position, leaf node) of every snapped facility leaf, sorted by facility position."""
+        if self.facility_access_node is not None and self.facility_access_facility is not None:
+            return self.facility_access_facility, self.facility_access_node
+        ok = np.flatnonzero(self.facility_node >= 0)
+        return ok, self.facility_node[ok]
 
 
 def _ids(gdf: pd.DataFrame, layer: str, column: str, unique: bool = True) -> np.ndarray:
@@ -229,6 +248,10 @@ def locate(
                          f"({graph.crs.to_string()} vs {compounds.crs.to_string()})")
 
     n_acc, n_fac = len(acc_comp), len(fids)
+    rep_comp, rep_label = acc_comp, acc_label
+    acc_main = fac_leaf_pos = fac_leaf_node = None
+    acc_count = np.ones(n_acc, dtype=np.int64)  # straight lines: each feature is its own access point
+    fac_count = np.ones(n_fac, dtype=np.int64)
     if graph is None or graph.n_edges == 0:
         method = "euclidean_detour"
         acc_node = np.full(n_acc, -1, dtype=np.int64)
@@ -241,16 +264,36 @@ def locate(
         acc_ok = np.ones(n_acc, dtype=bool)
     else:
         method = "network"
-        snaps = snap_points(graph, np.concatenate([acc_geom, fgeom]), max_snap_m=max_snap_m, access=access)
-        leaf = np.r_[np.zeros(n_acc, dtype=bool), np.ones(n_fac, dtype=bool)]
-        graph, nodes = attach_points(graph, snaps, leaf)
-        acc_node, fac_node = nodes[:n_acc], nodes[n_acc:]
-        acc_m = snaps["access_m"].to_numpy()[:n_acc]
-        acc_ok = snaps["ok"].to_numpy()[:n_acc]
-        acc_reason = snaps["reason"].to_numpy(dtype=object)[:n_acc]
-        fac_ok = snaps["ok"].to_numpy()[n_acc:]
-        fac_m = snaps["access_m"].to_numpy()[n_acc:]
-        fac_reason = snaps["reason"].to_numpy(dtype=object)[n_acc:]
+        net = standards.network
+        snaps = snap_access(graph, np.concatenate([acc_geom, fgeom]), max_snap_m=max_snap_m, access=access,
+                            touch_m=float(net["access_tolerance_m"]),
+                            main_component_m=float(net["main_component_m"]))
+        feat = snaps["feature"].to_numpy(np.int64)
+        is_fac = feat >= n_acc
+        graph, nodes = attach_points(graph, snaps, is_fac)
+        ok_rows = snaps["ok"].to_numpy(bool)
+        first = np.r_[True, feat[1:] != feat[:-1]]  # the nearest snap of each feature comes first
+        base = snaps[first]
+        base_node = nodes[first]
+        acc_m = base["access_m"].to_numpy()[:n_acc]
+        acc_ok = base["ok"].to_numpy()[:n_acc]
+        acc_reason = base["reason"].to_numpy(dtype=object)[:n_acc]
+        fac_node = base_node[n_acc:]
+        fac_ok = base["ok"].to_numpy()[n_acc:]
+        fac_m = base["access_m"].to_numpy()[n_acc:]
+        fac_reason = base["reason"].to_numpy(dtype=object)[n_acc:]
+        counts = np.bincount(feat[ok_rows], minlength=n_acc + n_fac)
+        acc_count, fac_count = counts[:n_acc], counts[n_acc:]
+        fl = ok_rows & is_fac
+        fac_leaf_pos, fac_leaf_node = feat[fl] - n_acc, nodes[fl]
+        # every snap of a compound (or entrance) is an access point of it
+        ar = np.flatnonzero(~is_fac)
+        af = feat[ar]
+        acc_comp, acc_geom, acc_label = acc_comp[af], acc_geom[af], acc_label[af]
+        acc_node = nodes[ar]
+        acc_main = snaps["main"].to_numpy(bool)[ar]
+        all_m = snaps["access_m"].to_numpy()[ar]
+        all_reason = snaps["reason"].to_numpy(dtype=object)[ar]
         if not fac_ok.all():
             bad = fids[~fac_ok]
             warnings.warn(
@@ -259,18 +302,21 @@ def locate(
                 UserWarning, stacklevel=2,
             )
     report = pd.concat([
-        pd.DataFrame({"layer": "compounds", "feature_id": cids[acc_comp], "entrance": acc_label,
-                      "ok": acc_ok, "access_m": acc_m, "reason": acc_reason}),
+        pd.DataFrame({"layer": "compounds", "feature_id": cids[rep_comp], "entrance": rep_label,
+                      "ok": acc_ok, "access_m": acc_m, "reason": acc_reason, "access_points": acc_count}),
         pd.DataFrame({"layer": "facilities", "feature_id": fids, "entrance": "",
-                      "ok": fac_ok, "access_m": fac_m, "reason": fac_reason}),
+                      "ok": fac_ok, "access_m": fac_m, "reason": fac_reason, "access_points": fac_count}),
     ], ignore_index=True)
+    if method == "network":
+        acc_m, acc_reason = all_m, all_reason
     return Located(
         graph=graph if method == "network" else None,
         compound_ids=cids, compound_geometry=cgeom,
         access_compound=acc_comp, access_geometry=acc_geom, access_node=acc_node, access_m=acc_m,
         access_reason=acc_reason,
         facility_ids=fids, facility_types=ftypes, facility_geometry=fgeom, facility_node=fac_node,
-        facility_capacity=capacity, report=report, method=method,
+        facility_capacity=capacity, report=report, method=method, access_main=acc_main,
+        facility_access_facility=fac_leaf_pos, facility_access_node=fac_leaf_node,
     )
 
 
@@ -307,10 +353,12 @@ def _type_search(located: Located, ftype: str, limit_m: float, detour: float):
     none = (np.full(n, np.inf), np.full(n, -1, dtype=np.int64), np.full(n, 2), np.zeros(n, dtype=np.int64))
     fac = np.flatnonzero(located.facility_types == ftype)
     if located.method == "network":
-        fac = fac[located.facility_node[fac] >= 0]
-        if not len(fac):
+        leaf_fac, leaf_node = located.facility_leaves()
+        sel = np.isin(leaf_fac, fac)
+        src_fac, src_node = leaf_fac[sel], leaf_node[sel]
+        if not len(src_node):
             return none
-        dist, which = nearest_sources(located.graph, located.facility_node[fac], limit_m=limit_m)
+        dist, which = nearest_sources(located.graph, src_node, limit_m=limit_m)
         node = located.access_node
         okn = node >= 0
         total = np.full(len(node), np.inf)
@@ -318,16 +366,18 @@ def _type_search(located: Located, ftype: str, limit_m: float, detour: float):
         src = np.full(len(node), -1, dtype=np.int64)
         src[okn] = which[node[okn]]
         best, pos, acc = _per_compound_best(located, total, src)
-        fpos = np.where(pos >= 0, fac[np.maximum(pos, 0)], -1)
+        fpos = np.where(pos >= 0, src_fac[np.maximum(pos, 0)], -1)
         # unreached: is any facility of this type on the same street component?
         state = np.where(np.isfinite(best), 0, 1)
         if (state == 1).any():
             comp = located.graph.components
             have = np.zeros(comp.max() + 1, dtype=bool)
-            have[comp[located.facility_node[fac]]] = True
+            have[comp[src_node]] = True
             acc_have = np.where(okn, have[comp[np.maximum(node, 0)]], False)
             any_have = np.zeros(n, dtype=bool)
             np.logical_or.at(any_have, located.access_compound, acc_have)
+            # 3 (unreachable) is only said after the snapping looked for the main network within max_snap_m
+            # (network.snap_access); the compound's snap reason tells an isolated fragment apart
             state = np.where(state == 1, np.where(any_have, 1, 3), 0)
         return best, fpos, state, acc
     if not len(fac):
@@ -625,17 +675,27 @@ def pair_distances(
     comp_of = located.access_compound[okn]
     starts = np.flatnonzero(np.r_[True, comp_of[1:] != comp_of[:-1]])
     comps = comp_of[starts]
+    leaf_fac, leaf_node = located.facility_leaves()  # sorted by facility: a facility's leaves are contiguous
+    sel = np.isin(leaf_fac, fac)
+    leaf_fac, leaf_node = leaf_fac[sel], leaf_node[sel]
     chunk = max(1, int(4e6 // max(graph.n_nodes, 1)))
-    fs, cs, ds = [], [], []
-    for lo in range(0, len(fac), chunk):
-        f = fac[lo:lo + chunk]
-        dist = dijkstra(graph.matrix, directed=True, indices=located.facility_node[f], limit=d0)
+    fs, cs, ds = [np.array([], dtype=np.int64)], [np.array([], dtype=np.int64)], [np.array([], float)]
+    lo = 0
+    while lo < len(leaf_fac):
+        hi = min(lo + chunk, len(leaf_fac))
+        while hi < len(leaf_fac) and leaf_fac[hi] == leaf_fac[hi - 1]:  # keep a facility's leaves together
+            hi += 1
+        lf = leaf_fac[lo:hi]
+        dist = dijkstra(graph.matrix, directed=True, indices=leaf_node[lo:hi], limit=d0)
         dist = np.atleast_2d(dist)[:, node[okn]] + located.access_m[okn]
+        fstart = np.flatnonzero(np.r_[True, lf[1:] != lf[:-1]])
+        dist = np.minimum.reduceat(dist, fstart, axis=0)  # best leaf of each facility
         best = np.minimum.reduceat(dist, starts, axis=1) if len(starts) else dist[:, :0]
         fi, ci = np.nonzero(best <= d0)
-        fs.append(f[fi])
+        fs.append(lf[fstart][fi])
         cs.append(comps[ci])
         ds.append(best[fi, ci])
+        lo = hi
     return np.concatenate(fs), np.concatenate(cs), np.concatenate(ds)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "cost_table",
     "load_rules",
     "load_costs",
+    "status_split",
+    "UNKNOWN_BUILD_YEAR",
 ]
 
 LAYER = "compounds"
@@ -34,10 +37,14 @@ _FLAG_RULES = {
     "X-DEMOLISH-REBUILD": "planned_demolish_rebuild",
     "X-SHANTYTOWN": "in_shantytown_plan",
 }
-_UNKNOWN_POLICIES = ("eligible", "secondary", "ineligible")
+#: values of ``[eligibility] unknown_build_year`` (see data/eligibility.toml).
+UNKNOWN_BUILD_YEAR = ("verify", "eligible", "exclude", "secondary")
+#: the old setting ``unknown_year_policy`` → ``unknown_build_year`` (old "eligible" already meant status verify).
+_OLD_POLICY = {"eligible": "verify", "secondary": "secondary", "ineligible": "exclude"}
 _SETTING_TYPES = {
     "primary_cutoff_year": int,
     "secondary_cutoff_year": int,
+    "unknown_build_year": str,
     "unknown_year_policy": str,
     "recent_renovation_years": int,
     "min_consent": float,
@@ -142,6 +149,7 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
     classes = data["classes"]
     if rules is not None and not isinstance(rules, Mapping):
         raise ConfigError(f"eligibility: expected a table of settings, got {rules!r}")
+    rules = _renamed_policy(rules)
     for key, value in (rules or {}).items():
         if key == "classes":
             if not isinstance(value, Mapping) or set(value) - {"unknown", "bands"}:
@@ -159,9 +167,9 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
             raise ConfigError(f"eligibility.{key}: expected {want.__name__}, got {value!r}")
         settings[key] = value
     _check_ranges(settings, data["checks"])
-    if settings["unknown_year_policy"] not in _UNKNOWN_POLICIES:
-        raise ConfigError(f"eligibility.unknown_year_policy: {settings['unknown_year_policy']!r} is not one of "
-                          f"{', '.join(_UNKNOWN_POLICIES)}")
+    if settings["unknown_build_year"] not in UNKNOWN_BUILD_YEAR:
+        raise ConfigError(f"eligibility.unknown_build_year: {settings['unknown_build_year']!r} is not one of "
+                          f"{', '.join(UNKNOWN_BUILD_YEAR)}")
     if settings["secondary_cutoff_year"] < settings["primary_cutoff_year"]:
         raise ConfigError("eligibility.secondary_cutoff_year must be ≥ primary_cutoff_year "
                           f"({settings['secondary_cutoff_year']} < {settings['primary_cutoff_year']})")
@@ -175,6 +183,29 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
                           f"{', '.join(sorted(switchable))}")
     _check_classes(classes, set(load_costs()["classes"]))
     return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"]}
+
+
+def _renamed_policy(rules: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Read the old ``unknown_year_policy`` as ``unknown_build_year`` (with a warning saying so).
+
+    Raises :class:`ConfigError` for an old value that is not one of the old choices, or when both names are
+    given with different meanings.
+    """
+    if not isinstance(rules, Mapping) or "unknown_year_policy" not in rules:
+        return rules
+    out = dict(rules)
+    old = out.pop("unknown_year_policy")
+    if not isinstance(old, str) or old not in _OLD_POLICY:
+        raise ConfigError(f"eligibility.unknown_year_policy: {old!r} is not one of {', '.join(_OLD_POLICY)} "
+                          f"(old name of unknown_build_year: {', '.join(UNKNOWN_BUILD_YEAR)})")
+    new = _OLD_POLICY[old]
+    if "unknown_build_year" in out and out["unknown_build_year"] != new:
+        raise ConfigError(f"eligibility: unknown_year_policy = {old!r} (old name, read as unknown_build_year = "
+                          f"{new!r}) contradicts unknown_build_year = {out['unknown_build_year']!r}; keep one")
+    out["unknown_build_year"] = new
+    warnings.warn(f"eligibility.unknown_year_policy is the old name of unknown_build_year: {old!r} read as "
+                  f"unknown_build_year = {new!r}", UserWarning, stacklevel=4)
+    return out
 
 
 def _bound(value: Any, settings: Mapping[str, Any]) -> tuple[float, str]:
@@ -349,7 +380,10 @@ def screen(
     and status ``secondary_candidate`` with ``eligible = False``: such a compound is admitted only together with
     an adjacent primary-eligible compound, which needs the adjacency graph and is resolved by
     :func:`admit_secondary` (called by ``bundling.bundle``); later → ``X-YEAR-LATE``. Unknown year follows
-    ``unknown_year_policy`` (default: eligible, ``E-YEAR-UNKNOWN``, status ``verify``).
+    ``unknown_build_year`` (reason ``E-YEAR-UNKNOWN``): ``"verify"`` (default) → ``eligible = True`` with status
+    ``verify`` (待核实: bundled and costed provisionally, counted apart everywhere, see :func:`status_split`);
+    ``"eligible"`` → status ``eligible`` (确认纳入); ``"exclude"`` → ``X-YEAR-UNKNOWN``; ``"secondary"`` → a
+    secondary candidate.
     Hard exclusions (``X-…``) on ``is_self_built``, ``is_urban_village``, ``in_expropriation_plan``,
     ``planned_demolish_rebuild``, ``in_shantytown_plan`` and ``last_renovation_year`` within the last
     ``recent_renovation_years`` of ``year``; consent below ``min_consent`` (2/3) → ``C-CONSENT`` (deferred),
@@ -402,7 +436,7 @@ def screen(
 
     known = ~np.isnan(build)
     unknown = ~known
-    policy = s["unknown_year_policy"]
+    policy = s["unknown_build_year"]
     p, q = s["primary_cutoff_year"], s["secondary_cutoff_year"]
     with np.errstate(invalid="ignore"):
         primary = known & (build < p)
@@ -414,9 +448,9 @@ def screen(
     masks: dict[str, np.ndarray] = {rid: np.zeros(n, dtype=bool) for rid in cfg["rules"]}
     masks["E-YEAR-PRIMARY"] = primary
     masks["E-YEAR-SECONDARY"] = secondary
-    masks["E-YEAR-UNKNOWN"] = unknown & (policy != "ineligible")
+    masks["E-YEAR-UNKNOWN"] = unknown & (policy != "exclude")
     masks["X-YEAR-LATE"] = late
-    masks["X-YEAR-UNKNOWN"] = unknown & (policy == "ineligible")
+    masks["X-YEAR-UNKNOWN"] = unknown & (policy == "exclude")
     for rid, field in _FLAG_RULES.items():
         masks[rid] = _flag(compounds, field)
     masks["X-RECENT-RENOVATION"] = recent
@@ -428,7 +462,7 @@ def screen(
     deferred = masks["C-CONSENT"] & ~excluded
     open_ = ~excluded & ~deferred
     candidate = open_ & (secondary | (unknown & (policy == "secondary")))
-    eligible = open_ & (primary | (unknown & (policy == "eligible")))
+    eligible = open_ & (primary | (unknown & (policy in ("verify", "eligible"))))
     # notes only where they matter: compounds still in (or near) scope
     notes = {"N-CONSENT-NOT-SURVEYED": np.isnan(consent) & open_,
              "N-PARTIAL-DEMOLITION": unsafe & ~excluded,
@@ -436,7 +470,7 @@ def screen(
     for rid, mask in notes.items():
         masks[rid] = mask & (rid not in s["disabled_rules"])
     status = np.select(
-        [eligible & unknown, eligible, candidate, deferred],
+        [eligible & unknown & (policy == "verify"), eligible, candidate, deferred],
         ["verify", "eligible", "secondary_candidate", "deferred"],
         default="excluded",
     ).astype(object)
@@ -479,7 +513,9 @@ def admit_secondary(compounds: gpd.GeoDataFrame, pairs: pd.DataFrame) -> gpd.Geo
 
     A compound with status ``secondary_candidate`` becomes eligible (reason ``B-ADJACENT-PRIMARY``) when it is
     adjacent to a compound that is eligible on its own (one hop; candidates do not admit each other);
-    otherwise it is excluded with ``X-NOT-ADJACENT`` [000:11] [000:293].
+    otherwise it is excluded with ``X-NOT-ADJACENT`` [000:11] [000:293]. An admitted compound is 待核实
+    (status ``verify``) when its own build year is unknown, or when every eligible neighbour is itself still to
+    verify (note ``N-ADJACENT-VERIFY``): its admission rests on them.
 
     Parameters
     ----------
@@ -504,13 +540,23 @@ def admit_secondary(compounds: gpd.GeoDataFrame, pairs: pd.DataFrame) -> gpd.Geo
                       adj.loc[adj["compound_a"].isin(primary_ids), "compound_b"]])
     admitted = cand & ids.isin(near).to_numpy()
     rejected = cand & ~admitted
+    confirmed_ids = ids[(out["eligibility"] == "eligible").to_numpy() & out["eligible"].to_numpy(dtype=bool)]
+    near_confirmed = pd.concat([adj.loc[adj["compound_b"].isin(confirmed_ids), "compound_a"],
+                                adj.loc[adj["compound_a"].isin(confirmed_ids), "compound_b"]])
+    via_verify = admitted & ~ids.isin(near_confirmed).to_numpy()
+    year_unknown = out["reasons"].fillna("").astype(str).str.contains(r"(?:^|;)E-YEAR-UNKNOWN(?:;|$)").to_numpy(
+        dtype=bool)
+    provisional = admitted & (via_verify | year_unknown)
     data = load_rules()
     status, order = data["status"], list(data["rules"])
     out.loc[admitted, "eligible"] = True
-    out.loc[admitted, "eligibility"] = "eligible"
-    out.loc[admitted, "eligibility_zh"] = status["eligible"]["text_zh"]
+    out.loc[admitted, "eligibility"] = np.where(provisional[admitted], "verify", "eligible")
+    out.loc[admitted, "eligibility_zh"] = np.where(provisional[admitted], status["verify"]["text_zh"],
+                                                   status["eligible"]["text_zh"])
     out.loc[admitted, "reasons"] = out.loc[admitted, "reasons"].map(
         lambda r: _add_reason(r, "B-ADJACENT-PRIMARY", order))
+    out.loc[via_verify, "reasons"] = out.loc[via_verify, "reasons"].map(
+        lambda r: _add_reason(r, "N-ADJACENT-VERIFY", order))
     out.loc[rejected, "eligibility"] = "excluded"
     out.loc[rejected, "eligibility_zh"] = status["excluded"]["text_zh"]
     out.loc[rejected, "reasons"] = out.loc[rejected, "reasons"].map(
@@ -526,3 +572,51 @@ def _add_reason(reasons: Any, rid: str, order: list[str]) -> str:
     """Insert ``rid`` into a ';'-joined reasons string keeping ``order`` (the rules-file order of rule ids)."""
     have = [r for r in str(reasons or "").split(";") if r] + [rid]
     return ";".join(sorted(set(have), key=lambda r: order.index(r) if r in order else len(order)))
+
+
+def status_split(compounds: pd.DataFrame, cost_column: str = "cost_cny") -> pd.DataFrame:
+    """Compounds in scope split into 确认纳入 (status ``eligible``) and 待核实 (``verify``), with totals.
+
+    Every summary a planner reads (run summary, map legend, bundle reports, ledger) counts from this table,
+    so a provisional compound is never reported as a confirmed one.
+
+    Parameters
+    ----------
+    compounds : screened compounds (columns ``eligible``; ``eligibility``, ``households`` and ``cost_column``
+        where present; without ``eligibility`` every eligible compound counts as confirmed).
+    cost_column : the cost to add up (CNY), e.g. ``cost_cny`` or a ledger's cost per compound.
+
+    Returns
+    -------
+    DataFrame indexed by ``eligible``, ``verify``, ``total`` with ``label_zh``, ``n_compounds``, ``households``
+    (int), ``cost_cny`` (CNY; NaN when the column is absent) and ``cost_share`` (of the total cost).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"eligible": [True, True, False], "eligibility": ["eligible", "verify", "excluded"],
+    ...                   "households": [100, 40, 10], "cost_cny": [2e6, 1e6, float("nan")]})
+    >>> s = status_split(c)
+    >>> int(s.loc["verify", "n_compounds"]), int(s.loc["verify", "households"]), float(s.loc["verify", "cost_cny"])
+    (1, 40, 1000000.0)
+    """
+    if "eligible" in compounds.columns:
+        scope = compounds["eligible"].fillna(False).astype(bool).to_numpy()
+    else:
+        scope = np.zeros(len(compounds), dtype=bool)
+    status = compounds["eligibility"].astype("object").to_numpy() if "eligibility" in compounds.columns else \
+        np.full(len(compounds), "eligible", dtype=object)
+    verify = scope & (status == "verify")
+    households = pd.to_numeric(compounds["households"], errors="coerce").fillna(0).to_numpy(float) \
+        if "households" in compounds.columns else np.zeros(len(compounds))
+    cost = pd.to_numeric(compounds[cost_column], errors="coerce").to_numpy(float) \
+        if cost_column in compounds.columns else None
+    labels = load_rules()["status"]
+    rows = {}
+    for key, mask, label in (("eligible", scope & ~verify, labels["eligible"]["text_zh"]),
+                             ("verify", verify, labels["verify"]["text_zh"]), ("total", scope, "合计")):
+        rows[key] = {"label_zh": label, "n_compounds": int(mask.sum()), "households": int(households[mask].sum()),
+                     "cost_cny": float(np.nansum(cost[mask])) if cost is not None else np.nan}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    total = out.loc["total", "cost_cny"]
+    out["cost_share"] = out["cost_cny"] / total if total else np.nan
+    return out

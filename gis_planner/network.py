@@ -20,6 +20,8 @@ __all__ = [
     "WalkGraph",
     "walk_graph",
     "snap_points",
+    "snap_access",
+    "main_components",
     "attach_points",
     "nearest_sources",
     "check_metric_crs",
@@ -96,6 +98,14 @@ class WalkGraph:
     def components(self) -> np.ndarray:
         """Connected-component label of every node."""
         return connected_components(self.matrix, directed=False)[1]
+
+    @cached_property
+    def component_length(self) -> np.ndarray:
+        """Total street length (metres) of every connected component, indexed by component label."""
+        labels = self.components
+        if self.n_edges == 0:
+            return np.zeros(int(labels.max()) + 1 if len(labels) else 0)
+        return np.bincount(labels[self.edge_u], weights=self.edge_length, minlength=int(labels.max()) + 1)
 
     @cached_property
     def edges(self) -> gpd.GeoDataFrame:
@@ -399,8 +409,35 @@ def _points_on_segments(x, y, u, v, edge, fx, fy):
     return s * np.sqrt(rr), ax + s * rx, ay + s * ry
 
 
-def _nearest_edges(graph: WalkGraph, geoms: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest edge (lowest edge index among ties) and its distance (metres) for each geometry."""
+def _feature_points(g: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The point of each feature ``g`` nearest its target geometry (a point feature is its own point)."""
+    is_point = shapely.get_type_id(g) == 0
+    fx = np.empty(len(g))
+    fy = np.empty(len(g))
+    if is_point.any():
+        pts = shapely.get_coordinates(g[is_point])
+        fx[is_point], fy[is_point] = pts[:, 0], pts[:, 1]
+    other = ~is_point
+    if other.any():
+        # nearest point of the feature to the target (the start of the shortest line between them)
+        start = shapely.get_coordinates(shapely.shortest_line(g[other], targets[other]))[0::2]
+        fx[other], fy[other] = start[:, 0], start[:, 1]
+    return fx, fy
+
+
+def _project(graph: WalkGraph, g: np.ndarray, edge: np.ndarray):
+    """Feature → edge snaps: access point on the feature (fx, fy), position on the edge and projected point."""
+    fx, fy = _feature_points(g, graph.lines[edge])
+    pos, ex, ey = _points_on_segments(graph.x, graph.y, graph.edge_u, graph.edge_v, edge, fx, fy)
+    return fx, fy, pos, ex, ey
+
+
+def _nearest_edges(graph: WalkGraph, geoms: np.ndarray, radius: float,
+                   pairs: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest edge (lowest edge index among ties) and its distance (metres) for each geometry.
+
+    ``pairs``, when given, receives the (geometry, edge, distance) arrays measured within ``radius``.
+    """
     n = len(geoms)
     edge = np.full(n, -1, dtype=np.int64)
     dist = np.full(n, np.inf)
@@ -408,6 +445,8 @@ def _nearest_edges(graph: WalkGraph, geoms: np.ndarray, radius: float) -> tuple[
     a, e = graph.tree.query(shapely.box(b[:, 0] - radius, b[:, 1] - radius, b[:, 2] + radius, b[:, 3] + radius))
     if len(a):
         d = shapely.distance(geoms[a], graph.lines[e])
+        if pairs is not None:
+            pairs.append((a, e, d))
         order = np.lexsort((e, d, a))
         a, e, d = a[order], e[order], d[order]
         first = np.r_[True, a[1:] != a[:-1]]
@@ -449,6 +488,12 @@ def snap_points(
     the edge's ``u`` node), ``x``, ``y`` (the projected point on the edge), ``px``, ``py`` (the access point
     on the feature), ``access_m`` (access leg in metres), ``ok`` and ``reason``.
     """
+    return _snap_points(graph, geometry, max_snap_m=max_snap_m, access=access, search_m=search_m)[0]
+
+
+def _snap_points(graph: WalkGraph, geometry, *, max_snap_m: float | None, access: str, search_m: float,
+                 pairs: list | None = None) -> tuple[pd.DataFrame, float]:
+    """:func:`snap_points`, also filling ``pairs`` (see :func:`_nearest_edges`); returns (snaps, radius used)."""
     geoms = np.asarray(geometry.array if hasattr(geometry, "array") else geometry, dtype=object)
     n = len(geoms)
     out = pd.DataFrame({
@@ -457,7 +502,7 @@ def snap_points(
         "access_m": np.nan, "ok": False, "reason": "",
     })
     if n == 0:
-        return out
+        return out, 0.0
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if access == "centroid":
         geoms = np.where(missing, geoms, shapely.centroid(geoms))
@@ -468,9 +513,14 @@ def snap_points(
         max_snap_m = float(default_setting("network", "max_snap_m"))
     if graph.n_edges == 0:
         out.loc[~missing, "reason"] = "no walkable road"
-        return out
+        return out, 0.0
     idx = np.flatnonzero(~missing)
-    best_edge, best_dist = _nearest_edges(graph, geoms[idx], min(search_m, max_snap_m))
+    radius = min(search_m, max_snap_m)
+    found: list = []
+    best_edge, best_dist = _nearest_edges(graph, geoms[idx], radius, found)
+    if pairs is not None and found:
+        pa, pe, pd_ = found[0]
+        pairs.append((idx[pa], pe, pd_))
     near = best_dist <= max_snap_m
     src, edge = np.flatnonzero(near), best_edge[near]
     far = np.flatnonzero(~near)
@@ -481,21 +531,7 @@ def snap_points(
                                       for d in best_dist[far]]
         out.loc[too_far, "edge"] = best_edge[far]
     rows = idx[src]
-    g = geoms[rows]
-    is_point = shapely.get_type_id(g) == 0
-    fx = np.empty(len(rows))
-    fy = np.empty(len(rows))
-    if is_point.all():
-        fx[:], fy[:] = shapely.get_x(g), shapely.get_y(g)
-    else:
-        pts = shapely.get_coordinates(g[is_point])
-        fx[is_point], fy[is_point] = pts[:, 0], pts[:, 1]
-        other = ~is_point
-        # nearest point of the feature to its edge (the start of the shortest line between them)
-        sl = shapely.shortest_line(g[other], graph.lines[edge[other]])
-        start = shapely.get_coordinates(sl)[0::2]  # each shortest line has two points
-        fx[other], fy[other] = start[:, 0], start[:, 1]
-    pos, ex, ey = _points_on_segments(graph.x, graph.y, graph.edge_u, graph.edge_v, edge, fx, fy)
+    fx, fy, pos, ex, ey = _project(graph, geoms[rows], edge)
     out.loc[rows, "edge"] = edge
     out.loc[rows, "position_m"] = pos
     out.loc[rows, "x"] = ex
@@ -504,7 +540,242 @@ def snap_points(
     out.loc[rows, "py"] = fy
     out.loc[rows, "access_m"] = np.hypot(fx - ex, fy - ey)
     out.loc[rows, "ok"] = True
-    return out
+    return out, radius
+
+
+def main_components(graph: WalkGraph, main_component_m: float) -> np.ndarray:
+    """Which connected components are part of the main street network (bool per component label).
+
+    A component counts as main when its streets total at least ``main_component_m`` metres; the largest
+    component always does (so a small test network or a village is its own main network). Smaller pieces —
+    a bridge footway, a private driveway, a path cut off by a missing crossing — are fragments.
+    """
+    length = graph.component_length
+    if not len(length):
+        return np.zeros(0, dtype=bool)
+    return length >= min(float(main_component_m), float(length.max()))
+
+
+def _snap_rows(feature: np.ndarray, edge: np.ndarray, fx, fy, pos, ex, ey, kind: str) -> pd.DataFrame:
+    return pd.DataFrame({"feature": feature, "edge": edge, "position_m": pos, "x": ex, "y": ey, "px": fx,
+                         "py": fy, "access_m": np.hypot(fx - ex, fy - ey), "ok": True, "reason": "",
+                         "snap": kind})
+
+
+def _within(tree: shapely.STRtree, edge_of: np.ndarray | None, feature: np.ndarray, geoms: np.ndarray,
+            tol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(feature, edge) pairs of ``feature`` with the edges of ``tree`` within ``tol[feature]`` metres."""
+    if not len(feature):
+        return feature, feature
+    a, j = tree.query(geoms[feature], predicate="dwithin", distance=tol[feature])
+    return feature[a], (j if edge_of is None else edge_of[j])
+
+
+def _stretch_rows(graph: WalkGraph, feat: np.ndarray, e: np.ndarray, geoms: np.ndarray, kind: str) -> pd.DataFrame:
+    """Snaps of features ``geoms[feat]`` to edges ``e``: the edge's point nearest the feature, and both ends of
+    the stretch of the edge's nearest points (a side running parallel to the edge)."""
+    if not len(feat):
+        return _snap_rows(*(np.array([], np.int64),) * 2, *(np.array([], float),) * 5, kind)
+    g = geoms
+    a = feat
+    fx, fy, pos, ex, ey = _project(graph, g[a], e)
+    # the edge's points nearest the feature form a stretch when a side of the feature runs parallel to it (or
+    # along it); the stretch's ends are projections of the side's vertices or the edge's end nodes. A point
+    # feature has a single nearest point.
+    d_pair = np.hypot(fx - ex, fy - ey)
+    n = len(a)
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    poly = np.flatnonzero(shapely.get_type_id(g[a]) != 0)
+    ue, ve = graph.edge_u[e], graph.edge_v[e]
+    ax, ay = graph.x[ue], graph.y[ue]
+    rx, ry = graph.x[ve] - ax, graph.y[ve] - ay
+    length = graph.edge_length[e]
+    if len(poly):
+        vert, vi = shapely.get_coordinates(g[a[poly]], return_index=True)
+        vi = poly[vi]
+        t = ((vert[:, 0] - ax[vi]) * rx[vi] + (vert[:, 1] - ay[vi]) * ry[vi]) / length[vi]
+        # a vertex whose perpendicular foot on the edge is as near as the edge gets: an end of the stretch
+        off = np.abs(_cross(rx[vi], ry[vi], vert[:, 0] - ax[vi], vert[:, 1] - ay[vi])) / length[vi]
+        hit = (t >= 0) & (t <= length[vi]) & (off <= d_pair[vi] + 1e-6)
+        np.minimum.at(lo, vi[hit], t[hit])
+        np.maximum.at(hi, vi[hit], t[hit])
+        # an end node of the edge as near as the edge gets (the side runs past the edge's end)
+        for at in (0.0, 1.0):
+            nx_, ny_ = ax[poly] + at * rx[poly], ay[poly] + at * ry[poly]
+            near = shapely.distance(g[a[poly]], shapely.points(nx_, ny_)) <= d_pair[poly] + 1e-6
+            k = poly[near]
+            lo[k] = np.minimum(lo[k], at * length[k])
+            hi[k] = np.maximum(hi[k], at * length[k])
+    stretch = np.isfinite(lo) & (hi - lo > 1e-9)
+    keep = ~stretch  # within a stretch its ends are at least as near everywhere along the edge
+    parts = [_snap_rows(feat[keep], e[keep], fx[keep], fy[keep], pos[keep], ex[keep], ey[keep], kind)]
+    for ends in (lo, hi):
+        k = np.flatnonzero(stretch)
+        if len(k):
+            f = ends[k] / length[k]
+            qx, qy = ax[k] + f * rx[k], ay[k] + f * ry[k]
+            px, py = _feature_points(g[a[k]], shapely.points(qx, qy))
+            parts.append(_snap_rows(feat[k], e[k], px, py, ends[k], qx, qy, kind).assign(
+                stretch_lo=lo[k], stretch_hi=hi[k]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _inside_stretches(graph: WalkGraph, rows: pd.DataFrame, geoms: np.ndarray) -> pd.DataFrame:
+    """Rows for every other feature's snap lying inside a feature's stretch (a facility across the street from
+    the middle of a compound's side is reached straight across, not from one end of the side)."""
+    st = rows.loc[rows["stretch_lo"].notna(), ["feature", "edge", "stretch_lo", "stretch_hi"]].drop_duplicates()
+    if not len(st):
+        return rows.iloc[:0]
+    pts = rows.loc[rows["ok"].to_numpy(bool), ["feature", "edge", "position_m"]].rename(columns={"feature": "other"})
+    m = st.merge(pts, on="edge")
+    m = m[(m["other"] != m["feature"]) & (m["position_m"] > m["stretch_lo"] + 1e-9)
+          & (m["position_m"] < m["stretch_hi"] - 1e-9)].drop_duplicates(["feature", "edge", "position_m"])
+    if not len(m):
+        return rows.iloc[:0]
+    e = m["edge"].to_numpy(np.int64)
+    pos = m["position_m"].to_numpy(float)
+    f = pos / graph.edge_length[e]
+    ue, ve = graph.edge_u[e], graph.edge_v[e]
+    qx = graph.x[ue] + f * (graph.x[ve] - graph.x[ue])
+    qy = graph.y[ue] + f * (graph.y[ve] - graph.y[ue])
+    feat = m["feature"].to_numpy(np.int64)
+    px, py = _feature_points(geoms[feat], shapely.points(qx, qy))
+    return _snap_rows(feat, e, px, py, pos, qx, qy, "touch")
+
+
+def snap_access(
+    graph: WalkGraph,
+    geometry: gpd.GeoSeries | np.ndarray,
+    *,
+    max_snap_m: float | None = None,
+    access: str = "nearest",
+    touch_m: float | None = None,
+    main_component_m: float | None = None,
+    search_m: float = 50.0,
+) -> pd.DataFrame:
+    """All the points where each feature meets the walking network: one or more snaps per feature.
+
+    A feature (a compound's red line, an entrance, a facility) is reached
+
+    - from its nearest edge (:func:`snap_points`, row ``snap = "nearest"``);
+    - from every street within its nearest distance + ``touch_m`` (``"touch"``): the point of each such edge
+      nearest the feature — and when a side of the feature runs parallel to (or along) the edge, so that the
+      nearest points form a stretch, both ends of that stretch — so a compound that several streets touch is
+      reached from all of them, one whose side runs along a street from both ends of that side (never from
+      one arbitrary point of it), and a search takes the best;
+    - when none of these lies on the main street network (:func:`main_components`) — the nearest street is an
+      isolated fragment such as a bridge footway — also from the nearest edge of the main network, if one lies
+      within ``max_snap_m`` (``"main"``). A feature that reaches only a fragment keeps its snaps and says so
+      in ``reason``.
+
+    Parameters
+    ----------
+    graph : the walking graph.
+    geometry : points or polygons in the graph's CRS.
+    max_snap_m : snaps longer than this (metres) are refused; default ``[network] max_snap_m`` of
+        ``data/defaults.toml``.
+    access : ``"nearest"`` (the outline) or ``"centroid"``, as in :func:`snap_points`.
+    touch_m : streets within the nearest distance + this many metres are all access streets; default
+        ``[network] access_tolerance_m`` of ``data/standards.toml``.
+    main_component_m : street length (metres) from which a connected component is main; default
+        ``[network] main_component_m`` of ``data/standards.toml``.
+    search_m : as in :func:`snap_points` (speed only).
+
+    Returns
+    -------
+    DataFrame: the columns of :func:`snap_points` plus ``feature`` (position of the input feature), ``snap``
+    (``nearest`` / ``touch`` / ``main``), ``component_m`` (street length of the snapped edge's component, m)
+    and ``main`` (bool); sorted by feature, the ``nearest`` row first. A refused feature has one row
+    (``ok`` False). Distances stay exact: every row is a real point on an edge with its straight access leg.
+    """
+    geoms = np.asarray(geometry.array if hasattr(geometry, "array") else geometry, dtype=object)
+    if max_snap_m is None:
+        max_snap_m = float(default_setting("network", "max_snap_m"))
+    net = load_standards().network if touch_m is None or main_component_m is None else {}
+    touch_m = float(net["access_tolerance_m"] if touch_m is None else touch_m)
+    main_component_m = float(net["main_component_m"] if main_component_m is None else main_component_m)
+    measured: list = []
+    base, radius = _snap_points(graph, geoms, max_snap_m=max_snap_m, access=access, search_m=search_m,
+                                pairs=measured)
+    base.insert(0, "feature", np.arange(len(base)))
+    base["snap"] = "nearest"
+    base["component_m"] = np.nan
+    base["main"] = False
+    ok = np.flatnonzero(base["ok"].to_numpy(bool))
+    if not len(ok):
+        return base
+    if access == "centroid":
+        geoms = np.where(shapely.is_missing(geoms) | shapely.is_empty(geoms), geoms, shapely.centroid(geoms))
+    labels = graph.components
+    comp_len = graph.component_length
+    is_main = main_components(graph, main_component_m)
+    touch = min(touch_m, max_snap_m)
+    # every edge within (nearest distance + touch) of the feature: its nearest point and both ends of the stretch
+    # lying that close (a side parallel to a street is reached at whichever end is nearer the destination)
+    tol = np.zeros(len(base))
+    tol[ok] = np.minimum(base["access_m"].to_numpy(float)[ok] + touch, max_snap_m)
+    # pairs already measured by the nearest-edge search (all edges within ``radius``) need no second query
+    reuse = np.zeros(len(base), dtype=bool)
+    reuse[ok] = tol[ok] <= radius
+    pa, pe, pd_ = measured[0] if measured else (np.array([], np.int64),) * 2 + (np.array([], float),)
+    sel = reuse[pa] & (pd_ <= tol[pa])
+    ask = ok[~reuse[ok]]
+    rows = pd.concat([base, _stretch_rows(graph, pa[sel], pe[sel], geoms, "touch"),
+                      _stretch_rows(graph, *_within(graph.tree, None, ask, geoms, tol), geoms, "touch")],
+                     ignore_index=True)
+    okr = rows["ok"].to_numpy(bool)
+    edge = rows["edge"].to_numpy(np.int64)
+    lab = np.where(okr, labels[graph.edge_u[np.maximum(edge, 0)]], -1)
+    rows["component_m"] = np.where(okr, comp_len[np.maximum(lab, 0)], np.nan)
+    rows["main"] = okr & is_main[np.maximum(lab, 0)]
+    on_main = np.zeros(len(base), dtype=bool)
+    np.logical_or.at(on_main, rows["feature"].to_numpy(), rows["main"].to_numpy(bool))
+    frag = ok[~on_main[ok]]
+    if len(frag) and is_main.any():
+        main_edges = np.flatnonzero(is_main[labels[graph.edge_u]])
+        tree = shapely.STRtree(graph.lines[main_edges])
+        (src, _), dm = tree.query_nearest(geoms[frag], max_distance=max_snap_m, return_distance=True)
+        near = np.full(len(frag), np.inf)
+        np.minimum.at(near, src, dm)
+        has = np.isfinite(near)
+        if has.any():
+            feat = frag[has]
+            tol[feat] = np.minimum(near[has] + touch, max_snap_m)
+            extra = _stretch_rows(graph, *_within(tree, main_edges, feat, geoms, tol), geoms, "main")
+            extra["component_m"] = comp_len[labels[graph.edge_u[extra["edge"].to_numpy(np.int64)]]]
+            extra["main"] = True
+            rows = pd.concat([rows, extra], ignore_index=True)
+            on_main[feat] = True
+    if "stretch_lo" in rows.columns:
+        rows = pd.concat([rows, _inside_stretches(graph, rows, geoms)], ignore_index=True).drop(
+            columns=["stretch_lo", "stretch_hi"])
+        okr = rows["ok"].to_numpy(bool)
+        lab = np.where(okr, labels[graph.edge_u[np.maximum(rows["edge"].to_numpy(np.int64), 0)]], 0)
+        rows["component_m"] = np.where(okr, comp_len[lab], np.nan)
+        rows["main"] = okr & is_main[lab]
+    # one row per point reached: an edge end node is the same point whichever edge it was found from
+    edge = rows["edge"].to_numpy(np.int64)
+    pos = rows["position_m"].to_numpy(float)
+    okr = rows["ok"].to_numpy(bool)
+    e0 = np.maximum(edge, 0)
+    length = graph.edge_length[e0]
+    node = np.where(pos <= 1e-6, graph.edge_u[e0], np.where(length - pos <= 1e-6, graph.edge_v[e0], -1))
+    rows["_key"] = np.where(okr & (node >= 0), node, -2 - edge)
+    rows["_pos"] = np.where(node >= 0, 0.0, np.round(pos, 6))
+    rows["_first"] = (rows["snap"] != "nearest").astype(int)
+    rows = rows.sort_values(["feature", "_first", "access_m", "edge", "position_m"], kind="stable")
+    rows = rows.drop_duplicates(["feature", "_key", "_pos"]).drop(columns=["_key", "_pos", "_first"])
+    rows = rows.reset_index(drop=True)
+    isolated = np.zeros(len(base), dtype=bool)
+    isolated[ok] = ~on_main[ok]
+    if isolated.any():
+        sel = rows["feature"].isin(np.flatnonzero(isolated)).to_numpy() & rows["ok"].to_numpy(bool)
+        rows.loc[sel, "reason"] = [
+            f"isolated street fragment ({m:.0f} m of connected streets < main_component_m {main_component_m:g} m);"
+            f" no street of the main network within max_snap_m {max_snap_m:g} m"
+            for m in rows.loc[sel, "component_m"]]
+    return rows
 
 
 def attach_points(

@@ -101,22 +101,19 @@ class PlanResult:
             rows.append((name, "—" if g is None else f"{len(g)}", zh))
         rows.append(("input warnings", f"{len(self.layers.report.warnings)}", "输入警告"))
         if "eligible" in c.columns:
-            elig = c[c["eligible"].astype(bool)]
-            rows.append(("eligible compounds", f"{len(elig)} ({int(elig['households'].fillna(0).sum()):,} hh)",
-                         "纳入改造小区(户)"))
-            if not len(elig):
-                rows.append(("  why none", _exclusion_reasons(c, top=2), "未纳入原因"))
-            if "cost_cny" in elig.columns:
-                rows.append(("renovation cost", f"{elig['cost_cny'].sum() / 1e4:,.0f} 万元", "改造投资估算"))
+            rows += _eligibility_rows(c)
         if "bundles" in self.outputs:
             b = self.outputs["bundles"]
             isolated = int(b["isolated"].sum()) if "isolated" in b.columns else 0
             rows.append(("bundles", f"{len(b)} ({isolated} isolated)", "片区项目(孤立)"))
+            if {"bundle_id", "eligibility"} <= set(c.columns):
+                with_verify = c.loc[c["eligibility"].eq("verify") & c["bundle_id"].notna(), "bundle_id"].nunique()
+                rows.append(("  with compounds to verify", f"{with_verify} bundles", "其中含待核实小区的片区"))
         if "coverage_summary" in self.tables:
             cs = self.tables["coverage_summary"]
             hh = cs["households"].sum()
             share = cs["households_covered"].sum() / hh if hh else float("nan")
-            rows.append(("households covered", f"{share:.1%} of type × household", "生活圈覆盖率(户加权)"))
+            rows.append(("households covered", _percents(share)[0], "生活圈覆盖率(类型×户加权)"))
         if "proposed_facilities" in self.outputs:
             pf = self.outputs["proposed_facilities"]
             cost = float(pf["cost_cny"].sum()) if "cost_cny" in pf.columns else 0.0
@@ -126,9 +123,9 @@ class PlanResult:
             d = ba[(ba["scope"] == "district") & (ba["level"] == "type")]
             hh = d["households"].sum()
             if hh:
-                rows.append(("covered after siting",
-                             f"{d['households_covered_after'].sum() / hh:.1%} of type × household",
-                             "选址后覆盖率(户加权)"))
+                before, after = _percents(d["households_covered_before"].sum() / hh,
+                                          d["households_covered_after"].sum() / hh)
+                rows.append(("covered after siting", f"{before} → {after}", "选址前→后覆盖率(类型×户加权)"))
         if "bundles" in self.outputs and "balance_mode" in self.outputs["bundles"].columns:
             b = self.outputs["bundles"]
             counts = b["balance_mode"].value_counts()
@@ -160,6 +157,9 @@ class PlanResult:
         lines = ["stage timings 各阶段用时: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
                  + f" (total {total:.2f} s)"]
         lines += [f"warning 提示: {m.removeprefix('write: ')}" for m in self.messages if m.startswith("write: ")]
+        verify = _verify_note(self.outputs.get("compounds", self.layers.compounds))
+        if verify:
+            lines.insert(0, verify)
         if self.map_bytes is not None:
             lines.append(f"map.html 交互地图: {self.map_bytes / 1e6:.1f} MB (offline, Leaflet embedded)")
         if self.outdir is not None:
@@ -167,9 +167,13 @@ class PlanResult:
         return lines
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><td>{html.escape(a)}</td><td style='text-align:right'>{html.escape(b)}</td>"
-                       f"<td>{html.escape(c)}</td></tr>" for a, b, c in self.summary_rows())
-        return (f"<div><b>Plan {html.escape(self.config.name)}</b><table>{body}</table>"
+        """The run summary as an HTML table for Jupyter; 待核实 rows (provisional compounds) are highlighted."""
+        body = "".join(f"<tr{_VERIFY_ROW_STYLE if '待核实' in c else ''}><td>{html.escape(a)}</td>"
+                       f"<td style='text-align:right'>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+                       for a, b, c in self.summary_rows())
+        verify = _verify_note(self.outputs.get("compounds", self.layers.compounds))
+        note = f"<p{_VERIFY_ROW_STYLE}>{html.escape(verify)}</p>" if verify else ""
+        return (f"<div><b>Plan {html.escape(self.config.name)}</b><table>{body}</table>{note}"
                 f"<p>{html.escape(', '.join(f'{k} {v:.2f} s' for k, v in self.timings.items()))}</p></div>")
 
     # ----------------------------------------------------------------- writing
@@ -378,6 +382,70 @@ def _run_bundling(result: PlanResult) -> None:
     if "coverage" in result.tables:
         result.tables["coverage_by_bundle"] = stages.bundle_coverage(result.tables["coverage"], res.compounds,
                                                                      result.standards)
+
+
+_VERIFY_ROW_STYLE = " style='background:#fff3e0'"
+
+
+def _percents(*shares: float, digits: int = 2, most: int = 6) -> list[str]:
+    """``shares`` (fractions) as percentages with ``digits`` decimals, more (up to ``most``) until unequal shares
+    print differently: 0.38458 → 0.38478 prints ``38.46 %`` → ``38.48 %``, never ``38.5 %`` → ``38.5 %``."""
+    finite = [s for s in shares if s == s]
+    for d in range(digits, most + 1):
+        texts = [f"{s * 100:.{d}f} %" if s == s else "—" for s in shares]
+        distinct = len(set(finite)) == len({f"{s * 100:.{d}f}" for s in finite})
+        if distinct:
+            return texts
+    return texts
+
+
+def _eligibility_rows(c: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Summary rows of the compounds in scope: confirmed (确认纳入) and provisional (待核实) apart, with their
+    households and renovation cost (:func:`gis_planner.eligibility.status_split`)."""
+    from .eligibility import status_split
+
+    split = status_split(c)
+    rows = []
+
+    def counted(key: str) -> str:
+        return f"{int(split.loc[key, 'n_compounds'])} ({int(split.loc[key, 'households']):,} hh)"
+
+    rows.append(("eligible compounds", counted("total"), "纳入改造小区(户)"))
+    if "eligibility" in c.columns:
+        rows.append(("  confirmed", counted("eligible"), "其中确认纳入(户)"))
+        rows.append(("  to verify", counted("verify"), "其中待核实(户，暂按纳入)"))
+        if "reasons" in c.columns:
+            assumed = c["eligible"].fillna(False).astype(bool) & c["eligibility"].eq("eligible") & \
+                c["reasons"].fillna("").astype(str).str.contains(r"(?:^|;)E-YEAR-UNKNOWN(?:;|$)")
+            if assumed.any():
+                hh = int(pd.to_numeric(c.loc[assumed, "households"], errors="coerce").fillna(0).sum())
+                rows.append(("  year unknown, set confirmed", f"{int(assumed.sum())} ({hh:,} hh)",
+                             "其中建成年代未知、按设置视同确认(unknown_build_year = eligible)"))
+    if not split.loc["total", "n_compounds"]:
+        rows.append(("  why none", _exclusion_reasons(c, top=2), "未纳入原因"))
+    if "cost_cny" in c.columns:
+        rows.append(("renovation cost", f"{split.loc['total', 'cost_cny'] / 1e4:,.0f} 万元", "改造投资估算"))
+        if "eligibility" in c.columns:
+            share = split.loc["verify", "cost_share"]
+            rows.append(("  confirmed", f"{split.loc['eligible', 'cost_cny'] / 1e4:,.0f} 万元", "其中确认纳入"))
+            rows.append(("  to verify", f"{split.loc['verify', 'cost_cny'] / 1e4:,.0f} 万元"
+                         + ("" if share != share else f" ({share:.1%})"), "其中待核实(暂估)"))
+    return rows
+
+
+def _verify_note(c: pd.DataFrame | None) -> str:
+    """One line saying how much of the plan rests on compounds still to verify (empty when none)."""
+    if c is None or not {"eligible", "eligibility"} <= set(c.columns):
+        return ""
+    from .eligibility import status_split
+
+    s = status_split(c).loc["verify"]
+    if not s["n_compounds"]:
+        return ""
+    cost = "" if s["cost_cny"] != s["cost_cny"] else \
+        f"，暂估改造投资 {s['cost_cny'] / 1e4:,.0f} 万元（占 {s['cost_share']:.1%}）"
+    return (f"待核实 to verify: {int(s['n_compounds'])} 个小区（{int(s['households']):,} 户）建成年代未知或联动依据"
+            f"待核实，暂按纳入改造{cost}；核实建成年代后确认或调出 (eligibility.unknown_build_year = \"verify\")")
 
 
 def _exclusion_reasons(compounds: pd.DataFrame, top: int = 3) -> str:

@@ -14,6 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from .eligibility import load_rules, status_split
 from .io import atomic_path
 from .maps import eligibility_labels, facility_type_name, load_style, map_context, missing_types
 
@@ -37,6 +38,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .kv td:first-child{width:28%;background:#faf6f6;color:#444}
 .note{color:#777;font-size:12px}
 .placeholder{border:1px dashed #aaa;background:#fafafa;padding:10px;color:#666}
+tr.verify td{background:#fff3e0}
+.verify-note{border:2px dashed #e08214;background:#fff3e0;padding:8px 10px;margin:8px 0}
 img.map{width:100%;border:1px solid #ccc}
 nav a{margin-right:12px}
 """
@@ -93,14 +96,16 @@ def _num(value: Any, digits: int = 0) -> str:
     return "—" if np.isnan(v) else f"{v:,.{digits}f}"
 
 
-def _table(df: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> str:
-    """An HTML table; ``columns`` are (column, header, format: text | int | wan | pct | float)."""
+def _table(df: pd.DataFrame, columns: Sequence[tuple[str, str, str]], marked: np.ndarray | None = None) -> str:
+    """An HTML table; ``columns`` are (column, header, format: text | int | wan | pct | float); rows where
+    ``marked`` is true get the class ``verify`` (highlighted: compounds still to verify)."""
     cols = [(c, h, f) for c, h, f in columns if c in df.columns]
     if not len(df) or not cols:
         return '<p class="note">（无）</p>'
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in cols)
     body = []
-    for _, row in df.iterrows():
+    flags = np.zeros(len(df), dtype=bool) if marked is None else np.asarray(marked, dtype=bool)
+    for flag, (_, row) in zip(flags, df.iterrows(), strict=True):
         cells = []
         for c, _, f in cols:
             v = row[c]
@@ -114,7 +119,7 @@ def _table(df: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> str:
                 cells.append(f'<td class="n">{_num(v, 1)}</td>')
             else:
                 cells.append(f"<td>{_e(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append(("<tr class=\"verify\">" if flag else "<tr>") + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -164,10 +169,21 @@ def static_bundle_map(result: Any, bundle_id: str, path: str | os.PathLike, *, m
         if len(members):
             status = members["eligibility"].astype("object").fillna("unknown") if "eligibility" in members else \
                 pd.Series("unknown", index=members.index)
+            verify = (status == "verify").to_numpy()
+            verify_colour = str(load_rules()["status"]["verify"]["hatch_colour"])
             members.plot(ax=ax, color=[el.get(s, el["unknown"]) for s in status], edgecolor="#555", linewidth=0.6)
+            if verify.any():  # 待核实: hatched, dashed outline (provisional, see eligibility.toml [status.verify])
+                members[verify].plot(ax=ax, facecolor="white", edgecolor=verify_colour, hatch="///", linewidth=1.6,
+                                     linestyle="--")
             labels = eligibility_labels("zh")
-            handles += [Patch(facecolor=el.get(s, el["unknown"]), edgecolor="#555", label=labels.get(s, s))
-                        for s in sorted(set(status))]
+            hh = pd.to_numeric(members.get("households", pd.Series(0, index=members.index)),
+                               errors="coerce").fillna(0)
+            for s in sorted(set(status)):
+                n, h = int((status == s).sum()), int(hh[(status == s).to_numpy()].sum())
+                text = f"{labels.get(s, s)}（{n}个小区，{h:,}户）"
+                handles.append(Patch(facecolor="white", edgecolor=verify_colour, hatch="///", linestyle="--",
+                                     label=text) if s == "verify" else
+                               Patch(facecolor=el.get(s, el["unknown"]), edgecolor="#555", label=text))
             for _, r in members.iterrows():
                 p = r.geometry.representative_point()
                 ax.annotate(str(r.get("name", r["compound_id"])), (p.x, p.y), fontsize=6.5, ha="center",
@@ -246,14 +262,18 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
         ("小区数", _num(row.get("n_compounds", len(comp)))), ("户数", _num(row.get("households"))),
         ("建筑面积(m²)", _num(row.get("floor_area_m2"))), ("占地面积(m²)", _num(row.get("area_m2"))),
         ("划定理由", _e(row.get("rationale_zh"))),
+        *_status_rows(comp),
     ]))
+    parts.append(_verify_note(comp))
     if map_png:
         parts.append(f'<img class="map" src="{html.escape(map_png)}" alt="片区 {_e(bundle_id)} 示意图">')
     parts.append("<h3>小区清单</h3>")
-    parts.append(_table(comp.sort_values("compound_id"), [
+    listed = comp.sort_values("compound_id")
+    parts.append(_table(listed, [
         ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("build_year", "建成年代", "text"),
         ("households", "户数", "int"), ("floor_area_m2", "建筑面积(m²)", "int"), ("n_buildings", "楼栋数", "int"),
-        ("property_rights", "产权性质", "text"), ("eligibility_zh", "改造资格", "text")]))
+        ("property_rights", "产权性质", "text"), ("eligibility_zh", "改造资格", "text"),
+        ("cost_cny", "估算投资(万元)", "wan")], marked=_is_verify(listed)))
     # 二、现状分析与问题清单
     parts.append(f"<h2>{SECTIONS_ZH[1]}</h2>")
     n_miss, names = missing_types(comp, ctx.standards, "zh")
@@ -312,7 +332,8 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     parts.append(_kv([("估算总投资(万元)", _wan(row.get("cost_cny"))),
                       ("其中：基础类(万元)", _wan(comp["cost_basic_cny"].sum()) if "cost_basic_cny" in comp else "—"),
                       ("完善类(万元)", _wan(comp["cost_improve_cny"].sum()) if "cost_improve_cny" in comp else "—"),
-                      ("提升类(万元)", _wan(comp["cost_upgrade_cny"].sum()) if "cost_upgrade_cny" in comp else "—")]))
+                      ("提升类(万元)", _wan(comp["cost_upgrade_cny"].sum()) if "cost_upgrade_cny" in comp else "—"),
+                      *_status_cost_rows(comp)]))
     if "balance_mode" in b.columns or "balance_mode_zh" in b.columns:
         parts.append("<h3>资金平衡</h3>")
         parts.append(_kv([("资金平衡模式", _e(row.get("balance_mode_zh", row.get("balance_mode")))),
@@ -364,18 +385,86 @@ def write_index(result: Any, outdir: str | os.PathLike, reports: Sequence[str] =
     if ctx.bundles is not None:
         bt = pd.DataFrame(ctx.bundles.drop(columns=ctx.bundles.geometry.name)).sort_values("bundle_id")
         bt["link"] = [_safe_name(b) for b in bt["bundle_id"]]
-        head = "<tr><th>片区</th><th>小区数</th><th>户数</th><th>估算投资(万元)</th><th>街道</th></tr>"
+        verify = _verify_by_bundle(ctx.compounds)
+        bt["n_verify"] = bt["bundle_id"].astype(str).map(verify["n_compounds"]).fillna(0)
+        bt["verify_cost_cny"] = bt["bundle_id"].astype(str).map(verify["cost_cny"]).fillna(0.0)
+        head = ("<tr><th>片区</th><th>小区数</th><th>其中待核实</th><th>户数</th><th>估算投资(万元)</th>"
+                "<th>其中待核实(万元)</th><th>街道</th></tr>")
         body = "".join(
-            f'<tr><td><a href="{html.escape(r.link)}.html">{_e(r.bundle_id)}</a></td>'
-            f'<td class="n">{_num(getattr(r, "n_compounds", None))}</td><td class="n">{_num(getattr(r, "households", None))}</td>'
-            f'<td class="n">{_wan(getattr(r, "cost_cny", None))}</td><td>{_e(getattr(r, "subdistrict", None))}</td></tr>'
+            f'<tr{" class=verify" if r.n_verify else ""}><td><a href="{html.escape(r.link)}.html">{_e(r.bundle_id)}</a></td>'
+            f'<td class="n">{_num(getattr(r, "n_compounds", None))}</td><td class="n">{_num(r.n_verify)}</td>'
+            f'<td class="n">{_num(getattr(r, "households", None))}</td>'
+            f'<td class="n">{_wan(getattr(r, "cost_cny", None))}</td><td class="n">{_wan(r.verify_cost_cny)}</td>'
+            f'<td>{_e(getattr(r, "subdistrict", None))}</td></tr>'
             for r in bt.itertuples())
-        parts.append(f"<table>{head}{body}</table>")
+        cost = pd.to_numeric(bt["cost_cny"], errors="coerce") if "cost_cny" in bt.columns else pd.Series(dtype=float)
+        share = bt["verify_cost_cny"].sum() / cost.sum() if cost.sum() else np.nan
+        foot = (f'<tr><th>合计</th><th class="n">{_num(bt.get("n_compounds", pd.Series(dtype=float)).sum())}</th>'
+                f'<th class="n">{_num(bt["n_verify"].sum())}</th>'
+                f'<th class="n">{_num(bt.get("households", pd.Series(dtype=float)).sum())}</th>'
+                f'<th class="n">{_wan(cost.sum())}</th><th class="n">{_wan(bt["verify_cost_cny"].sum())}'
+                f'{"" if pd.isna(share) else f"（{share * 100:.1f}%）"}</th><th></th></tr>')
+        if bt["n_verify"].sum():
+            parts.append(f'<p class="verify-note"><b>待核实：</b>{int(bt["n_verify"].sum())} 个小区暂按纳入、计入投资'
+                         f'估算 {_wan(bt["verify_cost_cny"].sum())} 万元；'
+                         f'{html.escape(load_rules()["status"]["verify"].get("note_zh", ""))}</p>')
+        parts.append(f"<table>{head}{body}{foot}</table>")
     title = f"{ctx.name if ctx.name != 'plan' else ''}片区化改造规划 成果目录".strip()
     path = outdir / "reports" / "index.html"
     with atomic_path(path) as tmp:
         tmp.write_text(_page(title, html.escape(time.strftime("%Y-%m-%d %H:%M")), "".join(parts)), encoding="utf-8")
     return path
+
+
+def _is_verify(comp: pd.DataFrame) -> np.ndarray:
+    """Rows of compounds still to verify (status ``verify``)."""
+    if "eligibility" not in comp.columns:
+        return np.zeros(len(comp), dtype=bool)
+    return comp["eligibility"].eq("verify").to_numpy(bool)
+
+
+def _status_rows(comp: pd.DataFrame) -> list[tuple[str, str]]:
+    """概况 rows: compounds confirmed (确认纳入) and still to verify (待核实), with households."""
+    if "eligibility" not in comp.columns or "eligible" not in comp.columns:
+        return []
+    s = status_split(comp)
+    return [(f"其中{s.loc[k, 'label_zh']}", f"{int(s.loc[k, 'n_compounds'])} 个小区，{int(s.loc[k, 'households']):,} 户")
+            for k in ("eligible", "verify")]
+
+
+def _status_cost_rows(comp: pd.DataFrame) -> list[tuple[str, str]]:
+    """投资估算 rows: renovation cost of the confirmed compounds and of those still to verify (暂估)."""
+    if "eligibility" not in comp.columns or "eligible" not in comp.columns or "cost_cny" not in comp.columns:
+        return []
+    s = status_split(comp)
+    share = s.loc["verify", "cost_share"]
+    return [("改造费用：确认纳入小区(万元)", _wan(s.loc["eligible", "cost_cny"])),
+            ("改造费用：待核实小区(万元，暂估)", _wan(s.loc["verify", "cost_cny"])
+             + ("" if pd.isna(share) else f"（占 {share * 100:.1f}%）"))]
+
+
+def _verify_note(comp: pd.DataFrame) -> str:
+    """A framed note when some compounds of the bundle are still to verify: how many, and what rests on them."""
+    flags = _is_verify(comp)
+    if not flags.any():
+        return ""
+    s = status_split(comp).loc["verify"]
+    note = load_rules()["status"]["verify"].get("note_zh", "")
+    cost = "" if pd.isna(s["cost_cny"]) else f"，暂估改造投资 {_wan(s['cost_cny'])} 万元"
+    return (f'<p class="verify-note"><b>待核实：</b>本片区 {int(s["n_compounds"])} 个小区'
+            f'（{int(s["households"]):,} 户）{cost}。{html.escape(note)}</p>')
+
+
+def _verify_by_bundle(compounds: pd.DataFrame | None) -> pd.DataFrame:
+    """Per bundle id: the number and renovation cost (CNY) of member compounds still to verify."""
+    empty = pd.DataFrame({"n_compounds": pd.Series(dtype=int), "cost_cny": pd.Series(dtype=float)})
+    if compounds is None or not {"bundle_id", "eligibility"} <= set(compounds.columns):
+        return empty
+    v = compounds[compounds["eligibility"].eq("verify") & compounds["bundle_id"].notna()]
+    cost = v["cost_cny"] if "cost_cny" in v.columns else pd.Series(0.0, index=v.index)
+    return pd.DataFrame({"n": 1, "cost_cny": pd.to_numeric(cost, errors="coerce").fillna(0.0),
+                         "bundle_id": v["bundle_id"].astype(str)}).groupby("bundle_id").agg(
+        n_compounds=("n", "sum"), cost_cny=("cost_cny", "sum"))
 
 
 def _safe_name(bundle_id: Any) -> str:

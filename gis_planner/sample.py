@@ -24,7 +24,7 @@ _COMPOUND_COLUMNS = [
     "compound_id", "name", "build_year", "households", "floor_area_m2", "n_buildings", "district",
     "subdistrict", "community", "consent_rate", "property_rights", "is_self_built", "is_urban_village",
     "in_expropriation_plan", "planned_demolish_rebuild", "in_shantytown_plan", "last_renovation_year",
-    "structural_safety_ok", "danger_grade", "parking_existing", "estimated_fields",
+    "structural_safety_ok", "danger_grade", "parking_existing", "estimated_fields", "osm_flags",
 ]
 _FLAGS = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
           "in_shantytown_plan"]
@@ -208,7 +208,8 @@ def _projects(cfg: dict, lots: list[_Lot]) -> gpd.GeoDataFrame:
     for pid, kind, name, near, area, net, capex in cfg["projects"]["list"]:
         geom = _take(lots, Point(near), float(area))
         rows.append({"project_id": pid, "kind": kind, "name": name, "net_revenue_cny": float(net),
-                     "capex_cny": float(capex), "geometry": geom})
+                     "capex_cny": float(capex), "estimated_fields": None, "estimate_source": None,
+                     "geometry": geom})
     return gpd.GeoDataFrame(rows, geometry="geometry")
 
 
@@ -408,6 +409,7 @@ def _compounds(cfg: dict, lots: list[_Lot], roads: gpd.GeoDataFrame, boundaries:
             "danger_grade": grade,
             "parking_existing": int(households * rng.uniform(*era["parking_per_household"])),
             "estimated_fields": "households" if old and rng.random() < 0.1 else None,
+            "osm_flags": None,  # an OSM import's 核实事项; a surveyed layer has none
             "geometry": geom,
         })
     gdf = gpd.GeoDataFrame(rows, geometry="geometry")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
+from gis_planner.eligibility import status_split
 from gis_planner.finance import FinanceResult
 
-__all__ = ["XLSX_HEADERS", "ledger_sheets", "ledger_workbook", "xlsx_headers"]
+__all__ = ["XLSX_HEADERS", "ledger_sheets", "ledger_workbook", "status_sheet", "xlsx_headers"]
 
-_BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "households", "subdistrict", "cost_cny",
+_BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "n_verify", "households", "subdistrict", "cost_cny",
+                   "verify_cost_cny",
                    "facility_cost_cny", "parking_cost_cny", "total_cost_cny", "subsidy_cny", "resident_cny",
                    "revenue_npv_cny", "land_surplus_cny", "attached_project_cny", "balance_cny", "paired_cny",
                    "unfunded_cny", "surplus_cny", "funded_ratio", "balance_mode_zh", "balance_rule"]
-_COMPOUND_COLUMNS = ["compound_id", "name", "bundle_id", "households", "floor_area_m2", "renovation_classes",
+_COMPOUND_COLUMNS = ["compound_id", "name", "eligibility_zh", "bundle_id", "households", "floor_area_m2", "renovation_classes",
                      "cost_cny", "subsidy_cny", "resident_cny", "revenue_npv_cny", "compound_balance_cny",
                      "self_balanced"]
 
@@ -27,18 +30,28 @@ def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None) -
     fin : the funding balance (:func:`gis_planner.finance.balance`).
     sensitivity : :func:`gis_planner.finance.sensitivity` of the same inputs (sheet 敏感性分析), or None.
     """
+    all_compounds = pd.DataFrame(fin.compounds.drop(columns=fin.compounds.geometry.name))
+    ledger_cost = _ledger_cost(fin.ledger)
     bundles = pd.DataFrame(fin.bundles.drop(columns=fin.bundles.geometry.name))
+    bundles = _with_verify_columns(bundles, all_compounds, ledger_cost)
     bundles = bundles[[c for c in _BUNDLE_COLUMNS if c in bundles.columns]]
-    compounds = pd.DataFrame(fin.compounds.drop(columns=fin.compounds.geometry.name))
-    compounds = compounds[compounds["bundle_id"].notna()] if "bundle_id" in compounds.columns else compounds
+    compounds = all_compounds[all_compounds["bundle_id"].notna()] if "bundle_id" in all_compounds.columns \
+        else all_compounds
     compounds = compounds[[c for c in _COMPOUND_COLUMNS if c in compounds.columns]]
     ledger = fin.ledger.drop(columns=["item", "category"])
+    compound_ledger = ledger[ledger["level"] == "compound"].drop(columns=["level"])
+    if "eligibility_zh" in all_compounds.columns:
+        label = pd.Series(all_compounds["eligibility_zh"].to_numpy(object),
+                          index=all_compounds["compound_id"].astype(str).to_numpy())
+        compound_ledger.insert(2, "eligibility_zh", compound_ledger["compound_id"].astype(str).map(label).to_numpy())
     sheets = {
         "模式汇总": fin.summary.drop(columns=["balance_mode"]),
+        "资格核实汇总": status_sheet(all_compounds, ledger_cost),
         "片区资金平衡": bundles,
-        "资金台账": ledger[ledger["level"] == "bundle"].drop(columns=["level", "compound_id"]),
+        # bundle lines, then the 区级统筹 lines of proposals that serve no bundle (bundle_id empty)
+        "资金台账": ledger[ledger["level"].isin(["bundle", "district"])].drop(columns=["level", "compound_id"]),
         "小区收支": compounds,
-        "小区台账": ledger[ledger["level"] == "compound"].drop(columns=["level"]),
+        "小区台账": compound_ledger,
         "跨片区组合": fin.pairings,
         "项目收益去向": fin.projects,
         "存量用地": fin.parcels,
@@ -53,6 +66,51 @@ def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None) -
         sheets["敏感性分析"] = sens
     sheets["参数假设"] = fin.assumptions
     return sheets
+
+
+def _ledger_cost(ledger: pd.DataFrame) -> pd.Series:
+    """Renovation cost per compound as booked in the ledger (CNY, > 0): its compound-level cost lines."""
+    rows = ledger[(ledger["level"] == "compound") & (ledger["category"] == "cost")]
+    return (-rows["amount_cny"]).groupby(rows["compound_id"].astype(str)).sum()
+
+
+def _compounds_in_bundles(compounds: pd.DataFrame, ledger_cost: pd.Series) -> pd.DataFrame:
+    """The compounds of some bundle with ``ledger_cost_cny`` (their cost as booked; 0 when none)."""
+    inside = compounds[compounds["bundle_id"].notna()] if "bundle_id" in compounds.columns else compounds.iloc[:0]
+    ids = inside["compound_id"].astype(str)
+    return inside.assign(ledger_cost_cny=ids.map(ledger_cost).fillna(0.0).to_numpy(float))
+
+
+def status_sheet(compounds: pd.DataFrame, ledger_cost: pd.Series) -> pd.DataFrame:
+    """Sheet 资格核实汇总: the bundled compounds and their renovation cost in the ledger, confirmed (确认纳入) and
+    still to verify (待核实) apart, with the total — how much of the ledger rests on unverified build years.
+
+    Parameters
+    ----------
+    compounds : the finance stage's compounds (``eligible``, ``eligibility``, ``bundle_id``, ``households``).
+    ledger_cost : renovation cost per compound id as booked in the ledger (CNY).
+
+    Returns
+    -------
+    DataFrame with ``label_zh, n_compounds, households, cost_cny, cost_share`` and a ``note`` per row.
+    """
+    inside = _compounds_in_bundles(compounds, ledger_cost)
+    split = status_split(inside, cost_column="ledger_cost_cny").reset_index(drop=True)
+    split["note"] = ["建成年代已核实或按设置视同确认", "建成年代未知（或联动依据待核实），暂按纳入测算；核实不符的应调出片区及投资",
+                     "纳入片区的全部小区（资金台账的小区改造费用合计）"]
+    return split[["label_zh", "n_compounds", "households", "cost_cny", "cost_share", "note"]]
+
+
+def _with_verify_columns(bundles: pd.DataFrame, compounds: pd.DataFrame, ledger_cost: pd.Series) -> pd.DataFrame:
+    """``bundles`` with ``n_verify`` (member compounds still to verify) and ``verify_cost_cny`` (their cost)."""
+    if "eligibility" not in compounds.columns or "bundle_id" not in bundles.columns:
+        return bundles
+    inside = _compounds_in_bundles(compounds, ledger_cost)
+    v = inside[inside["eligibility"].eq("verify").to_numpy(bool)]
+    key = v["bundle_id"].astype(str)
+    ids = bundles["bundle_id"].astype(str)
+    return bundles.assign(n_verify=ids.map(key.value_counts()).fillna(0).astype(np.int64).to_numpy(),
+                          verify_cost_cny=ids.map(v["ledger_cost_cny"].groupby(key).sum()).fillna(0.0).to_numpy())
 
 
 def xlsx_headers(sheets: Mapping[str, pd.DataFrame] | None = None) -> dict[str, str]:
@@ -100,4 +158,6 @@ XLSX_HEADERS: dict[str, str] = {
     "unfunded_share": "缺口占成本", "note": "说明", "base": "基准情景", "flipped": "模式变化", "flipped_in": "变化情景",
     "group": "分组", "key": "参数", "value": "取值", "unit": "单位", "source": "来源", "verified": "已核实",
     "overridden": "已覆盖",
+    "eligibility_zh": "改造资格", "n_verify": "其中待核实小区", "verify_cost_cny": "其中待核实小区改造费用(元)",
+    "label_zh": "改造资格", "cost_share": "占改造费用",
 }

@@ -96,6 +96,7 @@ EXPECTED = {
     ("C2", "health_station"): (np.nan, None, "unreachable"),
     ("C2", "market"): (np.nan, None, "no_facility"),
     ("C3", "health_station"): (45.0, "H1", ""),  # 10 + 30 + 5
+    # C3 meets only the 100 m island r7 and no main street lies within max_snap_m (its snap reason says so)
     ("C3", "kindergarten"): (np.nan, None, "unreachable"),
     ("C3", "primary_school"): (np.nan, None, "unreachable"),
     ("C3", "convenience_store"): (np.nan, None, "unreachable"),
@@ -404,8 +405,8 @@ def test_osm_distances_match_networkx(relpath):
     checked = 0
     got = table.set_index(["compound_id", "facility_type"])
     for ftype in types:
-        mask = (located.facility_types == ftype) & (located.facility_node >= 0)
-        sources = set(located.facility_node[mask].tolist())
+        leaf_fac, leaf_node = located.facility_leaves()  # a facility meeting several streets has several leaves
+        sources = set(leaf_node[located.facility_types[leaf_fac] == ftype].tolist())
         ref = nx.multi_source_dijkstra_path_length(G, sources, cutoff=limit)
         for i, cid in enumerate(located.compound_ids):
             acc = np.flatnonzero(located.access_compound == i)
@@ -418,8 +419,8 @@ def test_osm_distances_match_networkx(relpath):
                 continue
             assert abs(row["distance_m"] - expected) < 1e-6, (cid, ftype, row["distance_m"], expected)
             # the reported facility really is at that distance
-            fnode = located.facility_node[list(located.facility_ids).index(row["nearest_facility_id"])]
-            one = nx.single_source_dijkstra_path_length(G, fnode, cutoff=limit)
+            fpos = list(located.facility_ids).index(row["nearest_facility_id"])
+            one = nx.multi_source_dijkstra_path_length(G, set(leaf_node[leaf_fac == fpos].tolist()), cutoff=limit)
             assert min(one[located.access_node[a]] + located.access_m[a] for a in acc
                        if located.access_node[a] in one) == pytest.approx(expected, abs=1e-6)
             assert row["distance_m"] >= row["straight_m"] - 1e-6
@@ -449,3 +450,89 @@ def test_notebook_call_equals_run_on_osm_bridges(tmp_path):
     assert result.graph.n_nodes < walk_graph(layers.roads, node_crossings="yes").n_nodes
     changed = ~np.isclose(noded["distance_m"], run_table["distance_m"], equal_nan=True)
     assert changed.sum() > 0
+
+
+# ------------------------------------------------------------------ snapping that respects connectivity
+def _roads(lines):
+    return gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(lines))], "road_class": "local"},
+                            geometry=lines, crs=CRS)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_compound_touching_two_streets_gets_the_shorter_route(reverse):
+    """A compound between two streets, joined only far to the west: the kindergarten at the north street's
+    east end is 250 m + 10 m leg from the compound's north-east corner; leaving by the south street (the one
+    edge order may pick) would be 50 + 300 + 50 + 600 + 10 = 1010 m. Street order must not matter."""
+    from shapely import box
+
+    lines = [LineString([(-300, 10), (300, 10)]),  # along the south side
+             LineString([(-300, 60), (300, 60)]),  # along the north side
+             LineString([(-300, 10), (-300, 60)])]  # the only link, far west
+    roads = _roads(lines[::-1] if reverse else lines)
+    compounds = gpd.GeoDataFrame({"compound_id": ["c"], "households": [100]}, geometry=[box(0, 10, 50, 60)],
+                                 crs=CRS)
+    fac = gpd.GeoDataFrame({"facility_id": ["k"], "facility_type": ["kindergarten"]},
+                           geometry=[Point(300, 70)], crs=CRS)
+    t = assess(compounds, fac, walk_graph(roads), types=["kindergarten"], search_limit_m=2000)
+    assert t.loc[0, "distance_m"] == pytest.approx(260.0, abs=1e-9)
+    assert bool(t.loc[0, "covered"]) and t.loc[0, "reason"] == ""
+    located = locate(compounds, fac, walk_graph(roads))
+    assert snap_report(located).loc[0, "access_points"] >= 2  # reached from both streets
+
+
+def _fragment_town():
+    """A 1.8 km main network, and a 126 m bridge footway beside it that joins nothing (Beijing case)."""
+    main = [LineString([(0, 0), (1200, 0)]), LineString([(0, 0), (0, 600)])]
+    footway = LineString([(100, 8.3), (226, 8.3)])
+    roads = _roads([*main, footway])
+    roads["road_id"] = ["osm_1", "osm_2", "osm_3"]  # OSM: crossings without a shared node stay apart
+    # the compound's south edge is 2.7 m from the footway and 5.6 m from the main street (y = 0)
+    compound = Polygon([(120, 5.6), (200, 5.6), (200, 60), (120, 60)])
+    compounds = gpd.GeoDataFrame({"compound_id": ["c"], "households": [120]}, geometry=[compound], crs=CRS)
+    return roads, compounds
+
+
+def test_compound_next_to_a_fragment_is_reached_through_the_connected_network():
+    roads, compounds = _fragment_town()
+    fac = gpd.GeoDataFrame({"facility_id": ["k", "s"], "facility_type": ["kindergarten", "primary_school"]},
+                           geometry=[Point(400, -10), Point(900, -20)], crs=CRS)
+    t = assess(compounds, fac, roads, types=["kindergarten", "primary_school"], search_limit_m=1000)
+    got = t.set_index("facility_type")
+    # 5.6 m leg down to y = 0 at x = 200, then 200 m east, then the kindergarten's 10 m leg
+    assert got.loc["kindergarten", "distance_m"] == pytest.approx(215.6, abs=1e-9)
+    assert got.loc["kindergarten", "reason"] == ""
+    assert got.loc["primary_school", "distance_m"] == pytest.approx(725.6, abs=1e-9)
+    assert not (t["reason"] == "unreachable").any()
+
+
+def test_unreachable_only_when_it_is_and_the_reason_says_why():
+    roads, compounds = _fragment_town()
+    # a facility on the fragment itself is reached from it; another on a far island is not
+    fac = gpd.GeoDataFrame({"facility_id": ["h", "m"], "facility_type": ["health_station", "market"]},
+                           geometry=[Point(110, 12), Point(5000, 7)], crs=CRS)
+    island = _roads([LineString([(4950, 5), (5050, 5)])])
+    roads = pd.concat([roads, island.assign(road_id="osm_9")], ignore_index=True)
+    t = assess(compounds, fac, roads, types=["health_station", "market"], search_limit_m=1000).set_index(
+        "facility_type")
+    assert t.loc["health_station", "reason"] == ""  # along the footway it touches
+    assert t.loc["market", "reason"] == "unreachable"  # on an island: truly unreachable
+    # with max_snap_m below the 5.6 m to the main street, the compound reaches only the fragment: it says so
+    t2 = assess(compounds, fac.iloc[1:], roads, types=["market"], search_limit_m=1000, max_snap_m=4.0)
+    assert t2.loc[0, "reason"] == "unreachable"
+    rep = snap_report(locate(compounds, fac.iloc[1:], roads, max_snap_m=4.0))
+    assert "isolated street fragment (126 m" in rep.set_index("feature_id").loc["c", "reason"]
+
+
+def test_facility_across_the_street_from_the_middle_of_a_side_is_reached_straight_across():
+    """The compound's south side runs 10 m from the street for 100 m; a kindergarten across the street from
+    the middle of that side is 10 + 10 m away — not walked from one end of the side (10 + 50 + 10)."""
+    from shapely import box
+
+    roads = _roads([LineString([(-300, 0), (300, 0)])])
+    compounds = gpd.GeoDataFrame({"compound_id": ["c"], "households": [100]}, geometry=[box(0, 10, 100, 60)],
+                                 crs=CRS)
+    fac = gpd.GeoDataFrame({"facility_id": ["k"], "facility_type": ["kindergarten"]},
+                           geometry=[Point(50, -10)], crs=CRS)
+    t = assess(compounds, fac, walk_graph(roads), types=["kindergarten"])
+    assert t.loc[0, "distance_m"] == pytest.approx(20.0, abs=1e-9)
+    assert t.loc[0, "straight_m"] <= t.loc[0, "distance_m"] + 1e-9

@@ -43,16 +43,76 @@ def test_year_cutoffs_primary_secondary_late_unknown():
                                            "excluded", "verify"]
     assert reasons(out) == ["E-YEAR-PRIMARY", "E-YEAR-PRIMARY", "E-YEAR-SECONDARY", "E-YEAR-SECONDARY",
                             "X-YEAR-LATE", "E-YEAR-UNKNOWN"]
-    assert out["eligibility_zh"].tolist()[-1] == "纳入（待核实）"
+    assert out["eligibility_zh"].tolist() == ["确认纳入", "确认纳入", "联动候选", "联动候选", "不纳入", "待核实"]
 
 
 def test_unknown_year_policies():
     g = layer(build_year=[None], consent_rate=[0.9])
-    sec = eligibility.screen(g, {"unknown_year_policy": "secondary"}, year=2024)
+    sec = eligibility.screen(g, {"unknown_build_year": "secondary"}, year=2024)
     assert (sec["eligible"].item(), sec["eligibility"].item()) == (False, "secondary_candidate")
     assert sec["reasons"].item() == "E-YEAR-UNKNOWN"
-    inel = eligibility.screen(g, {"unknown_year_policy": "ineligible"}, year=2024)
+    inel = eligibility.screen(g, {"unknown_build_year": "exclude"}, year=2024)
     assert (inel["eligible"].item(), inel["reasons"].item()) == (False, "X-YEAR-UNKNOWN")
+
+
+# known years 1990 (100 hh), 1985 (200 hh) and 2015 (excluded), unknown years 300 and 50 hh
+SPLIT = dict(build_year=[1990, None, 1985, None, 2015], households=[100, 300, 200, 50, 80],
+             floor_area_m2=[10_000.0, 20_000.0, 5_000.0, 4_000.0, 8_000.0], consent_rate=[0.9] * 5)
+
+
+def test_unknown_build_year_default_is_verify_bundled_and_costed_apart():
+    out = eligibility.screen(layer(**SPLIT), year=2024)
+    assert eligibility.load_rules()["settings"]["unknown_build_year"] == "verify"
+    assert out["eligible"].tolist() == [True, True, True, True, False]  # provisional compounds are bundled
+    assert out["eligibility"].tolist() == ["eligible", "verify", "eligible", "verify", "excluded"]
+    split = eligibility.status_split(out)
+    # basic 300 + improve 500 CNY/m² for the 1990s and unknown years, + upgrade 200 for the 1980s (costs.toml)
+    unit = {r: eligibility.load_costs()["classes"][r]["unit_cost_cny_m2"] for r in ("basic", "improve", "upgrade")}
+    both = unit["basic"] + unit["improve"]
+    assert split.loc["eligible", ["n_compounds", "households"]].tolist() == [2, 300]
+    assert split.loc["verify", ["n_compounds", "households"]].tolist() == [2, 350]
+    assert split.loc["verify", "cost_cny"] == pytest.approx(24_000 * both)
+    assert split.loc["eligible", "cost_cny"] == pytest.approx(10_000 * both + 5_000 * (both + unit["upgrade"]))
+    assert split.loc["total", "cost_cny"] == pytest.approx(split.loc[["eligible", "verify"], "cost_cny"].sum())
+    assert split.loc["verify", "label_zh"] == "待核实"
+
+
+@pytest.mark.parametrize(("setting", "status", "eligible"), [
+    ("eligible", ["eligible", "eligible", "eligible", "eligible", "excluded"], [True, True, True, True, False]),
+    ("exclude", ["eligible", "excluded", "eligible", "excluded", "excluded"], [True, False, True, False, False]),
+])
+def test_unknown_build_year_eligible_and_exclude(setting, status, eligible):
+    out = eligibility.screen(layer(**SPLIT), {"unknown_build_year": setting}, year=2024)
+    assert out["eligibility"].tolist() == status and out["eligible"].tolist() == eligible
+    split = eligibility.status_split(out)
+    assert split.loc["verify", ["n_compounds", "households", "cost_cny"]].tolist() == [0, 0, 0.0]
+    assert split.loc["eligible", "n_compounds"] == sum(eligible)
+    assert split.loc["eligible", "households"] == (650 if setting == "eligible" else 300)
+    if setting == "exclude":
+        assert out["reasons"].tolist()[1] == "X-YEAR-UNKNOWN" and np.isnan(out["cost_cny"].iloc[1])
+
+
+def test_old_setting_name_still_read_with_a_warning():
+    with pytest.warns(UserWarning, match="unknown_year_policy is the old name of unknown_build_year: 'eligible' "
+                                         "read as unknown_build_year = 'verify'"):
+        out = eligibility.screen(layer(**SPLIT), {"unknown_year_policy": "eligible"}, year=2024)
+    assert out["eligibility"].tolist()[1] == "verify"
+    with pytest.warns(UserWarning, match="'ineligible' read as unknown_build_year = 'exclude'"):
+        assert eligibility.load_settings({"unknown_year_policy": "ineligible"})["settings"][
+            "unknown_build_year"] == "exclude"
+    with pytest.raises(ConfigError, match="contradicts unknown_build_year = 'eligible'"):
+        eligibility.load_settings({"unknown_year_policy": "ineligible", "unknown_build_year": "eligible"})
+
+
+def test_secondary_admitted_only_next_to_a_compound_to_verify_is_to_verify():
+    # C0 unknown year (verify), C1 built 2003 next to it only; C2 built 1990 next to C3 built 2004
+    g = layer(build_year=[None, 2003, 1990, 2004], consent_rate=[0.9] * 4)
+    screened = eligibility.screen(g, year=2024)
+    pairs = pd.DataFrame({"compound_a": ["C0", "C2"], "compound_b": ["C1", "C3"], "adjacent": [True, True]})
+    out = eligibility.admit_secondary(screened, pairs)
+    assert out["eligibility"].tolist() == ["verify", "verify", "eligible", "eligible"]
+    assert out["eligibility_zh"].tolist() == ["待核实", "待核实", "确认纳入", "确认纳入"]
+    assert "N-ADJACENT-VERIFY" in out["reasons"].iloc[1] and "N-ADJACENT-VERIFY" not in out["reasons"].iloc[3]
 
 
 def test_hard_exclusions_carry_their_rule_ids():
@@ -168,6 +228,7 @@ def test_primary_cutoff_override():
         ({"primary_cutof_year": 2000}, "unknown setting 'primary_cutof_year'"),
         ({"primary_cutoff_year": "2000"}, "expected int"),
         ({"unknown_year_policy": "maybe"}, "unknown_year_policy"),
+        ({"unknown_build_year": "maybe"}, "unknown_build_year: 'maybe' is not one of verify, eligible, exclude"),
         ({"primary_cutoff_year": 2006, "secondary_cutoff_year": 2001}, "secondary_cutoff_year"),
         ({"min_consent": 66.7}, "min_consent"),
         ({"disabled_rules": ["E-YEAR-PRIMARY"]}, "cannot be disabled"),

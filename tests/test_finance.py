@@ -779,3 +779,32 @@ def test_sensitivity_accepts_merged_settings():
     out = finance.sensitivity(finance.BalanceInputs(c, b, p, v, f), merged, scenarios={"far": {"max_distance_m": 100.0}})
     assert out["mode:far"].item() == "government_led" and out["base"].item() == "cross_area"
     assert merged.options.max_distance_m == 0.0        # the caller's settings are not modified
+
+
+# ------------------------------------------------------------------------- every proposal in a ledger
+def test_every_proposal_cost_is_a_ledger_line():
+    """F1 (on B1's parcel) → B1; F3 (parcel of no bundle, serves B1's compounds) → B1; F2 serves no bundle →
+    the district line 区级统筹, balanced by district funds. The facility cost lines sum to all proposals."""
+    c, b, p, v, f = hand_layers()
+    f = pd.concat([f.assign(served_bundle_id=[None, None]),
+                   gpd.GeoDataFrame({"facility_id": ["F3"], "parcel_id": ["V9"], "facility_type": ["nursery"],
+                                     "build_cost_cny": [1_500_000.0], "land_cost_cny": [500_000.0],
+                                     "subdistrict": ["甲街道"], "served_bundle_id": ["B1"]},
+                                    geometry=[shapely.Point(2025, 2025)], crs=CRS)], ignore_index=True)
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
+    L = r.ledger
+    assert line(L, "cost_facility", partner="F1") == -3_000_000
+    assert line(L, "cost_facility", partner="F3") == -2_000_000  # build + land
+    district = L[L["level"] == "district"]
+    assert district["bundle_id"].isna().all() and district["compound_id"].isna().all()
+    assert district.loc[district["item"] == "cost_facility", ["partner_id", "amount_cny"]].values.tolist() == [
+        ["F2", -6_000_000.0]]
+    assert district["amount_cny"].sum() == pytest.approx(0.0)
+    assert set(district["category_zh"]) == {"成本", "区级统筹"}
+    facility_lines = L[(L["item"] == "cost_facility") & (L["level"] != "compound")]
+    total = (f["build_cost_cny"] + f["land_cost_cny"].fillna(0.0)).sum()
+    assert -facility_lines["amount_cny"].sum() == pytest.approx(total)
+    assert set(facility_lines["partner_id"]) == {"F1", "F2", "F3"}
+    assigned = r.proposed.set_index("facility_id")
+    assert assigned["bundle_rule"].to_dict() == {"F1": "parcel", "F2": "district", "F3": "served"}
+    assert "区级统筹 district line: 1 proposed facilities" in r.summary_text()

@@ -56,7 +56,11 @@ def test_layers_and_legend_entries(page, result):
         assert _js(name) in page, name  # the layer control's names
     # legend sections: a title per layer, eligibility labels, bundle swatches, facility types with icons
     assert _js("<b>存量用地</b>") in page
-    assert _js("<span>纳入</span>") in page and _js("<span>不纳入</span>") in page
+    c = result.outputs["compounds"]
+    for status, label in (("eligible", "确认纳入"), ("excluded", "不纳入")):
+        rows = c[c["eligibility"] == status]
+        assert len(rows)
+        assert _js(f"<span>{label}（{len(rows)}个小区，{int(rows['households'].sum()):,}户）</span>") in page, label
     assert _js("<span>B001</span>") in page
     assert _js("<span>幼儿园</span>") in page and _js("<svg") in page
     assert "L.control.scale" in page and "gp-fullscreen" in page and "gp-measure" in page
@@ -391,3 +395,20 @@ def test_bands_come_from_the_standards_tiers():
 
     assert areas.band_minutes(load_standards()) == [5.0, 10.0, 15.0]
     assert areas.band_minutes(load_standards({"tiers": {"5min": {"minutes": 6}}})) == [6.0, 10.0, 15.0]
+
+
+def test_hatch_lines_of_compounds_to_verify():
+    import shapely
+
+    from gis_planner.maps.layers import hatch_lines
+    from gis_planner.maps.style import legend_section
+
+    square, ring = shapely.box(0, 0, 100, 100), shapely.box(200, 0, 300, 100).difference(shapely.box(230, 30, 270, 70))
+    lines = hatch_lines([square, ring], 20.0)
+    assert [g.geom_type for g in lines] == ["MultiLineString", "MultiLineString"]
+    # the outline (400 m) plus 45° hatch lines 20 m apart (along x): total hatch length = area / (20 / √2)
+    assert lines[0].length == pytest.approx(400 + 100 * 100 / (20 / np.sqrt(2)), rel=0.02)
+    assert shapely.covers(square.buffer(1e-6), lines[0]) and not shapely.intersects(lines[1], shapely.box(
+        231, 31, 269, 69))  # nothing drawn in the hole
+    html = legend_section("待核实小区", [("hatch", "#7a0177", "待核实（2个小区，300户）")])
+    assert "repeating-linear-gradient(45deg,#7a0177" in html and "<span>待核实（2个小区，300户）</span>" in html

@@ -204,3 +204,45 @@ def node_at_rounded(graph, xy):
     i = int(np.argmin(d))
     assert d[i] < 1e-5
     return i
+
+
+# --------------------------------------------------------------------------------------- snapping to streets
+def test_snap_access_reaches_both_ends_of_a_side_along_a_street():
+    from shapely import box
+
+    from gis_planner.network import snap_access
+
+    g = walk_graph(roads_gdf([LineString([(-300, 60), (300, 60)])]))
+    s = snap_access(g, gpd.GeoSeries([box(0, 10, 50, 60)], crs=CRS), touch_m=5.0)
+    assert (s["feature"] == 0).all() and s["ok"].all()
+    # the top side overlaps the street from x = 0 to x = 50: walking west or east from the compound starts at
+    # that stretch's west or east end (not at one arbitrary point of it); the stretch within 5 m of the red line
+    # runs from x = -5 to x = 55, its ends reached by 5 m legs, which is just as short
+    leg, pos = s["access_m"].to_numpy(), s["position_m"].to_numpy()
+    assert (leg + pos).min() == pytest.approx(300.0)  # to the street's west end (-300, 60)
+    assert (leg + (600.0 - pos)).min() == pytest.approx(250.0)  # to its east end (300, 60)
+    assert s.iloc[0]["snap"] == "nearest" and s["access_m"].max() <= 5.0 + 1e-9
+
+
+def test_snap_access_adds_the_main_network_when_the_nearest_street_is_a_fragment():
+    from gis_planner.network import snap_access
+
+    grid = [LineString([(0, 0), (1200, 0)]), LineString([(0, 0), (0, 600)])]
+    footway = LineString([(-63, 8.3), (63, 8.3)])  # a 126 m bridge footway, not joined to the streets
+    g = walk_graph(roads_gdf([*grid, footway]), node_crossings=False)
+    pt = gpd.GeoSeries([Point(500, 5.6), Point(500, 800)], crs=CRS)
+    s = snap_access(g, pt, touch_m=1.0, main_component_m=1000.0, max_snap_m=500.0)
+    first = s[s["feature"] == 0]
+    assert set(first["snap"]) == {"nearest"}  # the main street is the nearest for this one
+    pt2 = gpd.GeoSeries([Point(10, 11.0)], crs=CRS)  # 2.7 m from the footway, 11 m from the main street
+    s2 = snap_access(g, pt2, touch_m=1.0, main_component_m=1000.0, max_snap_m=500.0)
+    # the footway, then both main streets within the nearest main distance (10 m) + touch_m (1 m)
+    assert list(s2["snap"]) == ["nearest", "main", "main"]
+    assert s2["main"].tolist() == [False, True, True]
+    assert s2["access_m"].round(6).tolist() == [2.7, 10.0, 11.0]  # to (0, 11) and to (10, 0)
+    assert s2["component_m"].round(3).tolist() == [126.0, 1800.0, 1800.0]
+    assert (s2["reason"] == "").all()
+    # nothing of the main network within max_snap_m: snapped to the fragment, and the reason says so
+    s3 = snap_access(g, pt2, touch_m=1.0, main_component_m=1000.0, max_snap_m=5.0)
+    assert list(s3["snap"]) == ["nearest"] and s3["ok"].all()
+    assert "isolated street fragment (126 m" in s3.loc[0, "reason"]

@@ -17,7 +17,15 @@ from geopandas.testing import assert_geodataframe_equal
 
 from gis_planner._errors import ConfigError, LayerError
 from gis_planner.datafiles import load_toml
-from gis_planner.osm import LAYER_NAMES, OsmReport, import_osm, load_osm_tags, read_osm
+from gis_planner.osm import (
+    EXTRA_COLUMNS,
+    LAYER_NAMES,
+    SPLIT_FLAG,
+    OsmReport,
+    import_osm,
+    load_osm_tags,
+    read_osm,
+)
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "osm" / "tiny_compound.osm"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "osm"
@@ -29,7 +37,9 @@ SHARED_FILES = {
     "beijing": {
         "path": "beijing_haidian_cau/map.osm",
         "compounds": 10,  # README: 10 landuse=residential polygons load (relation 14400092 does not build)
-        "vacant": {"vacant_land": 7, "brownfield": 1, "construction_site": 1},  # 7 greenfield, 1, 1
+        # 7 greenfield, 1, 1; five greenfield strips 2.6–5.9 m wide are dropped (issue 14; before: 7 vacant_land)
+        "vacant": {"vacant_land": 2, "brownfield": 1, "construction_site": 1},
+        "projects": 12,  # 2 commercial/retail, 1 brownfield, 9 public parking areas (before issue 14: none)
         "road_ways": (302, 302),  # README: 302 highway ways, all reach into the API-export bounds
         "facilities": (100, 140),
         "types": {"bus_stop": 24, "parking": 19, "sports_field": 15, "kindergarten": 2,
@@ -42,6 +52,7 @@ SHARED_FILES = {
         # cannot form polygons (skipped and counted; pyrosm builds 25 from the partial rings).
         "compounds": 13,
         "vacant": {"construction_site": 3},
+        "projects": 45,  # 40 commercial/retail, 5 public parking areas
         "road_ways": (2400, 2650),  # 2,650 highway ways less 54 squares (area=yes) and 71 with no nodes
         "facilities": (280, 380),
         "types": {"pharmacy": 6, "public_toilet": 18, "convenience_store": 9, "fitness": 3},
@@ -50,6 +61,7 @@ SHARED_FILES = {
         "path": "west_oakland_osmnx/West-Oakland.osm.bz2",
         "compounds": 1,  # Campbell Village
         "vacant": {"brownfield": 5},
+        "projects": 5,  # 4 brownfields ≥ 2,000 m² (land sale), 1 public parking area
         "road_ways": (31, 31),
         "facilities": (8, 8),  # 13 amenity/shop/leisure features less cafe, bicycle shop, 2 churches, playground
         "types": {"parking": 3, "express_locker": 2, "primary_school": 1, "park": 1, "convenience_store": 1},
@@ -58,7 +70,8 @@ SHARED_FILES = {
         "path": "moscow.osm.pbf",
         # 13 landuse=residential areas in the file (4 ways, 9 relations); 7 lie wholly outside the header bbox
         "compounds": 6,
-        "vacant": {"construction_site": 3},
+        "vacant": {"construction_site": 1},  # before issue 14: 3; two are strips narrower than 10 m
+        "projects": 11,  # commercial/retail
         "road_ways": (650, 760),  # 1,304 highway ways, 715 of them with a node inside the bounds
         "facilities": (70, 120),
         "types": {"kindergarten": 2, "health_station": 16},
@@ -66,7 +79,9 @@ SHARED_FILES = {
     "munchen": {
         "path": "munchen.osm.pbf",
         "compounds": 9,
-        "vacant": {"construction_site": 13},  # 14 landuse=construction, one wholly outside the bounds
+        # 14 landuse=construction, one wholly outside the bounds, two narrower than 10 m (before issue 14: 13)
+        "vacant": {"construction_site": 11},
+        "projects": 10,  # 8 commercial/retail, 2 public parking areas
         "road_ways": (2200, 2450),  # 2,959 highway ways, 2,433 with a node inside the bounds
         "facilities": (330, 440),
         "types": {"kindergarten": 7, "elderly_home": 2, "elderly_daycare": 1},
@@ -143,7 +158,9 @@ def test_fixture_dtypes_follow_schema(tiny):
     for name, gdf in layers.items():
         required = [f for f, spec in schema[name]["fields"].items() if spec.get("required")]
         assert set(required) <= set(gdf.columns), name
-        assert set(gdf.columns) - {"geometry"} <= set(schema[name]["fields"]), name
+        # the importer's own columns (osm_flags; a project's estimated_fields / estimate_source) are declared
+        extra = set(EXTRA_COLUMNS.get(name, {}))
+        assert set(gdf.columns) - {"geometry"} <= set(schema[name]["fields"]) | extra, name
 
 
 def test_fixture_roads_clipped_and_split(tiny):
@@ -175,7 +192,11 @@ def test_fixture_vacant_and_facilities(tiny):
     assert fac["facility_id"].tolist() == ["osm_n34"]  # the school node lies outside the bounds
     assert fac["facility_type"].tolist() == ["health_station"]
     assert report.unmapped_tags == {"leisure=playground": 1}
-    assert report.counts == {"compounds": 2, "vacant": 2, "facilities": 1, "roads": 4, "projects": 0}
+    # the brownfield r600 is also a candidate land-sale project (it was no project before issue 14)
+    assert report.counts == {"compounds": 2, "vacant": 2, "facilities": 1, "roads": 4, "projects": 1}
+    proj = layers["projects"].set_index("project_id")
+    assert proj.loc["osm_r600", "kind"] == "land_sale"
+    assert proj.loc["osm_r600", "estimated_fields"] == "net_revenue_cny"
     assert report.clip_source == "file bounds"
     assert report.clip_box == pytest.approx(FIXTURE_BOX)
 
@@ -254,6 +275,8 @@ def test_errors(tmp_path):
         read_osm(FIXTURE, params={"m2_per_flat": 90})
     with pytest.raises(ConfigError, match="non-negative"):
         load_osm_tags({"default_far": -1})
+    with pytest.raises(ConfigError, match="max_residential_far must be > 0"):
+        load_osm_tags({"max_residential_far": 0})
 
 
 def test_import_osm_writes_five_layers(tmp_path):
@@ -324,7 +347,7 @@ def test_shared_counts(key):
     types = Counter(layers["facilities"]["facility_type"])
     for ftype, n in exp["types"].items():
         assert types[ftype] == n, ftype
-    assert len(layers["projects"]) == 0
+    assert len(layers["projects"]) == exp["projects"]
     assert report.counts == {n: len(g) for n, g in layers.items()}
 
 
@@ -350,9 +373,12 @@ def test_shared_layers_contract(key):
             assert bw >= w - eps and bs >= s - eps and be <= e + eps and bn <= n + eps, name
     assert set(layers["facilities"]["facility_type"]) <= standard
     comp = layers["compounds"]
-    assert (comp["estimated_fields"] == "households,floor_area_m2").all()
+    assert comp["estimated_fields"].str.startswith("households,floor_area_m2").all()
     assert (comp["households"] >= 0).all() and (comp["floor_area_m2"] > 0).all()
-    assert set(comp.loc[comp["build_year"].notna(), "compound_id"]) <= _tagged_year_ids(path)
+    # a build year is the compound's own tag, or the median of its dated homes (then marked estimated)
+    dated = comp.loc[comp["build_year"].notna()]
+    from_homes = dated["estimated_fields"].str.contains("build_year")
+    assert set(dated.loc[~from_homes, "compound_id"]) <= _tagged_year_ids(path)
     assert set(layers["roads"]["road_class"]) <= {"arterial", "secondary", "local", "path"}
     assert layers["roads"]["walkable"].notna().all()
 
@@ -397,3 +423,324 @@ def test_cli_from_osm_then_validate_is_clean_or_warnings_only(tmp_path, key, cap
     assert main(["validate", str(out)]) in (0, 1)
     assert "0 error(s)" in capsys.readouterr().out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+# ------------------------------------------------------------------------------------- issue 14: estimates and tags
+# Small hand-made extracts, laid out in metres east/north of an origin in Beijing and converted to degrees with the
+# local scale (good to well under 1 % over a few hundred metres).
+ORIGIN = (116.35, 39.95)
+M_LAT = 1 / 111_320.0
+M_LON = 1 / (111_320.0 * np.cos(np.radians(ORIGIN[1])))
+
+
+class _Osm:
+    """Builds a small .osm file: rectangles (closed ways) and points with tags, positions in metres."""
+
+    def __init__(self) -> None:
+        self.nodes: list[str] = []
+        self.ways: list[tuple[int, str]] = []
+        self.next_node = 1
+
+    @staticmethod
+    def _tags(tags: dict[str, str]) -> str:
+        return "".join(f'<tag k="{k}" v="{v}"/>' for k, v in tags.items())
+
+    def _node(self, x: float, y: float, tags: dict[str, str] | None = None) -> int:
+        nid = self.next_node
+        self.next_node += 1
+        lat, lon = ORIGIN[1] + y * M_LAT, ORIGIN[0] + x * M_LON
+        self.nodes.append(f'  <node id="{nid}" version="1" lat="{lat:.8f}" lon="{lon:.8f}">'
+                          f'{self._tags(tags or {})}</node>')
+        return nid
+
+    def point(self, x: float, y: float, **tags: str) -> int:
+        return self._node(x, y, {k.replace("__", ":"): v for k, v in tags.items()})
+
+    def rect(self, way_id: int, x: float, y: float, w: float, h: float, **tags: str) -> None:
+        ids = [self._node(x, y), self._node(x + w, y), self._node(x + w, y + h), self._node(x, y + h)]
+        refs = "".join(f'<nd ref="{i}"/>' for i in [*ids, ids[0]])
+        tags = {k.replace("__", ":"): v for k, v in tags.items()}
+        self.ways.append((way_id, f'  <way id="{way_id}" version="1">{refs}{self._tags(tags)}</way>'))
+
+    def write(self, path: Path) -> Path:
+        w, s = ORIGIN[0] - 100 * M_LON, ORIGIN[1] - 100 * M_LAT
+        e, n = ORIGIN[0] + 3000 * M_LON, ORIGIN[1] + 3000 * M_LAT
+        path.write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6" generator="tests">\n'
+            f'  <bounds minlat="{s:.7f}" minlon="{w:.7f}" maxlat="{n:.7f}" maxlon="{e:.7f}"/>\n'
+            + "\n".join(self.nodes + [w for _, w in sorted(self.ways)]) + "\n</osm>\n", encoding="utf-8")
+        return path
+
+
+def _estimates() -> dict:
+    return load_toml("osm_estimates.toml")
+
+
+def test_only_homes_count_towards_households(tmp_path):
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential", name="住宅楼测试")  # 1 ha
+    o.rect(11, 5, 5, 40, 10, building="apartments", building__levels="6")  # 2400 m² → 25.53 households
+    o.rect(12, 5, 20, 30, 10, building="yes", building__levels="5")  # untyped: 1500 m² × 0.9 → 14.36
+    o.rect(13, 5, 35, 30, 10, building="yes", amenity="canteen")  # a canteen: not a home
+    o.rect(14, 5, 50, 30, 10, building="yes", name="社区活动中心")  # an activity centre: not a home
+    o.rect(15, 5, 65, 30, 10, building="yes", tourism="guest_house")  # a guest house: not a home
+    o.rect(16, 50, 5, 40, 20, building="school")  # a school: not a home
+    o.rect(17, 50, 30, 15, 10, building="house")  # a villa: one household (not 450 m² / 94)
+    o.rect(18, 70, 30, 15, 10, building="detached", building__levels="3")  # one household
+    o.rect(19, 50, 50, 30, 20, building="apartments", building__flats="40")  # 40 flats, as tagged
+    layers, report = read_osm(o.write(tmp_path / "homes.osm"))
+    c = layers["compounds"].iloc[0]
+    # before issue 14 the canteen, activity centre, guest house and school counted too (share 0.9 / 0)
+    assert c["households"] == round(2400 / 94 + 1500 * 0.9 / 94 + 1 + 1 + 40)  # = 82
+    assert c["n_buildings"] == 5  # homes only
+    assert report.dropped_tags["building=yes + amenity=canteen (not a home 非住宅)"] == 1
+    assert report.dropped_tags["building=yes named …活动中心… (not a home 非住宅)"] == 1
+    assert report.dropped_tags["building=yes + tourism=guest_house (not a home 非住宅)"] == 1
+    assert report.dropped_tags["building=school (not a home 非住宅)"] == 1
+    assert report.estimated_tags["building=apartments (home 住宅)"] == 2
+    assert report.estimated_tags["building=house (home 住宅)"] == 1
+    text = str(report)
+    assert "Dropped, by tag 按标签舍弃" in text and "building=school (not a home 非住宅) 1" in text
+    assert "Estimated, by tag 按标签估算" in text
+
+
+def test_density_is_capped_and_flagged(tmp_path):
+    o = _Osm()
+    o.rect(1, 0, 0, 50, 50, landuse="residential")  # 0.25 ha
+    o.rect(11, 5, 5, 40, 40, building="apartments", building__levels="20")  # 32,000 m² → 340 households
+    layers, report = read_osm(o.write(tmp_path / "dense.osm"))
+    c = layers["compounds"].iloc[0]
+    est = load_osm_tags()["estimate"]
+    cap_floor = 2500 * est["max_residential_far"]  # 7,750 m² at plot ratio 3.1
+    assert c["floor_area_m2"] == pytest.approx(cap_floor, rel=0.01)
+    assert c["households"] == pytest.approx(cap_floor / est["m2_per_household"], abs=1)  # 82, not 340
+    assert "按密度上限截断" in c["osm_flags"]
+    assert report.compound_flags[c["compound_id"]] == "density_capped"
+
+
+def test_district_scale_polygon_is_flagged_split_or_verify(tmp_path):
+    limit = _estimates()["size"]["split_or_verify_min_ha"]
+    o = _Osm()
+    o.rect(1, 0, 0, 500, 400, landuse="residential", name="大片区")  # 20 ha, no buildings mapped
+    o.rect(2, 0, 600, 100, 100, landuse="residential", name="小区")  # 1 ha
+    layers, report = read_osm(o.write(tmp_path / "district.osm"))
+    comp = layers["compounds"].set_index("name")
+    big, small = comp.loc["大片区"], comp.loc["小区"]
+    assert 20 >= limit  # the fixture is above the threshold of the data file
+    assert big["estimated_fields"] == f"households,floor_area_m2,{SPLIT_FLAG}"
+    assert "拆分或核实" in big["osm_flags"] and "楼栋未测绘" in big["osm_flags"]
+    assert small["estimated_fields"] == "households,floor_area_m2"
+    assert SPLIT_FLAG not in (small["osm_flags"] or "")
+    assert any("拆分或核实" in w for w in report.warnings)
+    assert "拆分或核实 split or verify (1)" in str(report)
+    # bounded: never above the plot-ratio cap, even without buildings
+    est = load_osm_tags()["estimate"]
+    assert big["households"] <= 20 * est["max_residential_far"] * 1e4 / est["m2_per_household"]
+
+
+def test_undercovered_compound_takes_the_city_median_density(tmp_path):
+    o = _Osm()
+    for k, levels in enumerate(["4", "6", "8"]):  # three well-mapped 1 ha compounds: 1200 m² × levels
+        o.rect(1 + k, 200 * k, 0, 100, 100, landuse="residential")
+        o.rect(10 + k, 200 * k + 10, 10, 40, 30, building="apartments", building__levels=levels)
+    o.rect(9, 0, 300, 200, 100, landuse="residential")  # 2 ha, nothing mapped
+    layers, report = read_osm(o.write(tmp_path / "city.osm"))
+    comp = layers["compounds"].set_index("compound_id")
+    median = 1200 * 6 / 94  # households per hectare of the middle compound
+    assert report.estimate_methods["osm_w9"] == "city_density"
+    assert comp.loc["osm_w9", "households"] == round(2 * median)  # 153, not 2 ha × FAR 1.5 → 287
+    assert "楼栋未测绘" in comp.loc["osm_w9", "osm_flags"]
+
+
+def test_only_non_homes_mapped_is_under_covered(tmp_path):
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.rect(11, 5, 5, 40, 30, building="school")  # 12 % of the land, but no home is mapped
+    layers, report = read_osm(o.write(tmp_path / "school_only.osm"))
+    c = layers["compounds"].iloc[0]
+    assert report.estimate_methods[c["compound_id"]] == "far"  # not 0 households from "mapped buildings"
+    assert c["households"] == pytest.approx(144, abs=1)  # 1 ha × plot ratio 1.5 × 0.9 / 94 m²
+    assert "楼栋未测绘" in c["osm_flags"]
+
+
+def test_build_year_from_the_homes_start_dates(tmp_path):
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.rect(11, 5, 5, 40, 20, building="apartments", building__start_date="1985")  # larger: the median
+    o.rect(12, 55, 5, 30, 10, building="residential", start_date="2006-05")
+    o.rect(2, 200, 0, 100, 100, landuse="residential", start_date="1979")  # the compound's own tag wins
+    o.rect(21, 205, 5, 40, 20, building="apartments", building__start_date="1999")
+    o.rect(3, 400, 0, 100, 100, landuse="residential")  # too little dated: stays unknown
+    o.rect(31, 405, 5, 40, 20, building="apartments")
+    o.rect(32, 455, 5, 20, 10, building="apartments", building__start_date="1990")
+    layers, report = read_osm(o.write(tmp_path / "years.osm"))
+    comp = layers["compounds"].set_index("compound_id")
+    assert comp.loc["osm_w1", "build_year"] == 1985
+    assert comp.loc["osm_w1", "estimated_fields"] == "households,floor_area_m2,build_year"
+    assert comp.loc["osm_w2", "build_year"] == 1979
+    assert comp.loc["osm_w2", "estimated_fields"] == "households,floor_area_m2"
+    assert pd.isna(comp.loc["osm_w3", "build_year"])
+    assert report.estimated_tags["build_year from homes' start_date 由楼栋建成年份"] == 1
+
+
+def test_facility_tag_rules(tmp_path):
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.point(10, 10, leisure="garden", access="private", name="私家花园")
+    o.point(20, 10, leisure="garden")  # unnamed, no access: a yard
+    o.point(30, 10, leisure="garden", garden__type="residential", name="Garten")
+    o.point(40, 10, leisure="garden", name="海淀游园")
+    o.point(50, 10, leisure="garden", access="yes")
+    o.point(60, 10, leisure="park")
+    o.point(10, 30, amenity="hospital", name="司法鉴定科学研究院法医门诊")
+    o.point(20, 30, amenity="hospital", name="学院路社区卫生服务中心")
+    o.point(30, 30, healthcare="hospital")
+    o.point(10, 50, leisure="fitness_station")
+    o.point(20, 50, leisure="sports_centre")
+    layers, report = read_osm(o.write(tmp_path / "tags.osm"))
+    types = Counter(layers["facilities"]["facility_type"])
+    # before issue 14: 5 parks (every garden), 2 health centres + 1 (healthcare=hospital)
+    assert types["park"] == 3
+    assert types["health_center"] == 1
+    assert types["fitness"] == 1 and types["sports_center"] == 1
+    assert report.excluded_tags["leisure=garden"] == 3
+    assert report.excluded_tags["amenity=hospital"] == 1
+    assert report.excluded_tags["healthcare=hospital"] == 1
+    health = layers["facilities"].loc[layers["facilities"]["facility_type"] == "health_center", "name"]
+    assert health.tolist() == ["学院路社区卫生服务中心"]
+
+
+def test_every_rule_names_its_source():
+    cfg = load_osm_tags()
+    text = (Path(__file__).resolve().parents[1] / "gis_planner" / "data" / "osm_tags.toml").read_text("utf-8")
+    assert "GB 50180-2018 facility list" in text and "OSM wiki" in text
+    for rule in cfg["facilities"]["rules"]:
+        if rule["tags"].get("leisure") == ["garden"] or rule["tags"].get("amenity") == ["hospital"]:
+            assert rule.get("note") or rule.get("requires_name"), rule
+    est = _estimates()
+    for section in ("density", "size", "build_year", "vacant"):
+        numbers = [k for k, v in est[section].items() if isinstance(v, int | float) and not isinstance(v, bool)
+                   and not k.endswith("_verified")]
+        for key in numbers:
+            assert f"{key}_source" in est[section], key
+    for name, kind in est["projects"]["kinds"].items():
+        assert kind["source"], name
+        assert kind["kind"] in _schema()["values"]["project_kinds"], name
+
+
+def test_vacant_strips_dropped_and_planned_kindergarten(tmp_path):
+    min_w = _estimates()["vacant"]["min_width_m"]
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.rect(2, 0, 200, 200, 4, landuse="greenfield")  # a 4 m verge strip
+    o.rect(3, 0, 300, 40, 40, landuse="greenfield")  # a usable plot
+    o.rect(4, 100, 300, 60, 50, landuse="construction", name="0803-633规划幼儿园")
+    layers, report = read_osm(o.write(tmp_path / "vacant.osm"))
+    vac = layers["vacant"].set_index("parcel_id")
+    assert list(vac.index) == ["osm_w3", "osm_w4"]  # before issue 14 the strip w2 was a vacant parcel too
+    assert report.dropped_tags[f"landuse=greenfield (narrower than {min_w:g} m 过窄地块)"] == 1
+    assert vac.loc["osm_w4", "allowed_uses"] == "kindergarten"
+    assert pd.isna(vac.loc["osm_w3", "allowed_uses"])
+    assert report.estimated_tags[
+        "landuse=construction named 规划… (planned kindergarten site 规划设施用地)"] == 1
+
+
+def test_candidate_projects_from_landuse_and_parking(tmp_path):
+    kinds = _estimates()["projects"]["kinds"]
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.rect(2, 0, 200, 100, 50, landuse="commercial", name="商业地块")  # 5,000 m²
+    o.rect(3, 200, 200, 100, 100, landuse="industrial")  # 10,000 m²: 老旧厂区
+    o.rect(4, 400, 200, 20, 20, landuse="retail")  # 400 m²: below the minimum
+    o.rect(5, 0, 400, 60, 50, amenity="parking")  # 3,000 m² → 100 spaces
+    o.rect(6, 100, 400, 60, 50, amenity="parking", access="private")
+    o.rect(7, 10, 10, 30, 20, amenity="parking")  # inside the compound: its own
+    o.rect(8, 500, 200, 100, 60, landuse="brownfield", name="旧厂棕地")  # 6,000 m²: land sale
+    o.point(300, 400, amenity="parking", capacity="20")
+    o.point(320, 400, amenity="parking")  # no capacity: unknown size
+    layers, report = read_osm(o.write(tmp_path / "projects.osm"))
+    proj = layers["projects"].set_index("project_id")
+    assert sorted(proj.index) == ["osm_n" + str(o.next_node - 2), "osm_w2", "osm_w3", "osm_w5", "osm_w8"]
+    assert proj.loc["osm_w2", "kind"] == "land_redevelopment"
+    assert proj.loc["osm_w2", "net_revenue_cny"] == pytest.approx(5000 * kinds["commercial"]["rate_cny_per_m2"],
+                                                                  rel=0.01)
+    assert proj.loc["osm_w3", "kind"] == "old_factory"
+    assert proj.loc["osm_w3", "net_revenue_cny"] == pytest.approx(
+        10000 * kinds["industrial"]["rate_cny_per_m2"], rel=0.01)
+    assert proj.loc["osm_w8", "kind"] == "land_sale"
+    spaces = np.floor(3000 * 1.0 / kinds["parking"]["m2_per_space"])
+    assert proj.loc["osm_w5", "kind"] == "operating_facility"
+    assert proj.loc["osm_w5", "net_revenue_cny"] == pytest.approx(
+        spaces * kinds["parking"]["rate_cny_per_space"], rel=0.02)
+    node = proj.loc["osm_n" + str(o.next_node - 2)]
+    assert node["net_revenue_cny"] == 20 * kinds["parking"]["rate_cny_per_space"]
+    assert (proj["estimated_fields"] == "net_revenue_cny").all()
+    assert proj["estimate_source"].str.contains("估算、未核实 estimated, unverified").all()
+    assert proj["capex_cny"].isna().all()
+    dropped = report.dropped_tags
+    assert dropped["landuse=retail (below the minimum area 面积过小, not a project)"] == 1
+    assert dropped["amenity=parking (access private 非公共, not a project)"] == 1
+    assert dropped["amenity=parking (inside a compound 小区自有, not a project)"] == 1
+    assert dropped["amenity=parking point without capacity (无车位数的停车点)"] == 1
+    assert report.estimated_tags["landuse=industrial → project old_factory (候选收益项目)"] == 1
+    assert "CANDIDATE PROJECTS 候选收益项目" in str(report)
+
+
+def test_cli_from_osm_prints_estimated_and_dropped(tmp_path, capsys):
+    from gis_planner.cli import main
+
+    o = _Osm()
+    o.rect(1, 0, 0, 100, 100, landuse="residential")
+    o.rect(11, 5, 5, 40, 10, building="apartments")
+    o.rect(12, 5, 30, 30, 10, building="school")
+    o.rect(2, 0, 200, 100, 50, landuse="commercial")
+    path = o.write(tmp_path / "cli.osm")
+    assert main(["from-osm", str(path), "-o", str(tmp_path / "cli.gpkg")]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "Estimated, by tag 按标签估算: " in out and "building=apartments (home 住宅) 1" in out
+    assert "Dropped, by tag 按标签舍弃 (1 objects): building=school (not a home 非住宅) 1" in out
+    assert "land_redevelopment 1" in out
+
+
+# ------------------------------------------------------------------------------------- issue 14 on the extracts
+@pytest.mark.parametrize("key", list(SHARED_FILES))
+def test_shared_households_per_hectare_plausible(key):
+    _, layers, report = _read_shared(key)
+    est = load_osm_tags()["estimate"]
+    comp = layers["compounds"].to_crs(report.metric_crs)
+    ha = comp.area.to_numpy() / 1e4
+    per_ha = comp["households"].to_numpy(dtype=float) / ha
+    hi = est["max_residential_far"] * 1e4 / est["m2_per_household"]
+    lo = est["min_households_per_ha"]
+    slack = 0.5 / ha  # households are rounded
+    bad = comp.loc[(per_ha < lo - slack) | (per_ha > hi + slack), "compound_id"].tolist()
+    assert not bad, [(i, round(float(p), 1)) for i, p in zip(comp["compound_id"], per_ha, strict=True)]
+    big = ha >= est["split_or_verify_min_ha"]
+    flagged = comp["estimated_fields"].str.contains(SPLIT_FLAG).to_numpy()
+    assert (flagged == big).all()
+    assert comp.loc[big, "osm_flags"].str.contains("拆分或核实").all()
+    assert report.estimated_tags and report.dropped_tags
+    text = str(report)
+    assert "Estimated, by tag 按标签估算" in text and "Dropped, by tag 按标签舍弃" in text
+
+
+def test_shared_munich_district_polygons_flagged():
+    _, layers, report = _read_shared("munchen")
+    comp = layers["compounds"].set_index("compound_id")
+    # a 145 ha polygon (27,368 households as one compound before issue 14) and a 20.7 ha one
+    for cid in ("osm_w260310965", "osm_w260310966"):
+        assert SPLIT_FLAG in comp.loc[cid, "estimated_fields"]
+        assert SPLIT_FLAG in report.compound_flags[cid]
+    assert comp.loc["osm_w260310965", "households"] < 27368
+
+
+def test_shared_beijing_tag_rules():
+    _, layers, report = _read_shared("beijing")
+    vac = layers["vacant"].set_index("parcel_id")
+    assert vac.loc[vac["name"] == "0803-633规划幼儿园", "allowed_uses"].tolist() == ["kindergarten"]
+    assert report.dropped_tags["landuse=greenfield (narrower than 10 m 过窄地块)"] == 5
+    assert report.excluded_tags["amenity=hospital"] == 2  # no hospital is a 社区卫生服务中心 any more
+    assert "health_center" not in set(layers["facilities"]["facility_type"])
+    comp = layers["compounds"].set_index("compound_id")
+    # 大华花园别墅: nine villas are nine households (36 before issue 14: 4 per villa)
+    assert comp.loc["osm_w1041416781", "households"] == 9

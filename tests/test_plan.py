@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
@@ -243,7 +244,14 @@ def test_no_eligible_compound_gives_empty_valid_outputs(tmp_path, capsys):
     assert len(pairings) == 0 and list(pairings.columns[:4]) == ["bundle_id", "project_id", "amount_cny",
                                                                   "distance_m"]
     ledger = pd.read_excel(out / "ledger.xlsx", sheet_name=None)
-    assert ledger and all(len(sheet) == 0 for name, sheet in ledger.items() if "台账" in name)
+    assert len(ledger["小区台账"]) == 0
+    # the proposed facilities still cost money: with no bundle to carry it, every line is 区级统筹
+    lines = ledger["资金台账"]
+    assert lines["片区编号"].isna().all() and lines["类别"].value_counts().to_dict() == {"成本": 28, "区级统筹": 28}
+    assert lines["金额(元)"].sum() == pytest.approx(0.0, abs=1.0)  # each district pair sums to zero
+    proposed = pd.read_csv(out / "proposed_facilities.csv", encoding="utf-8-sig")
+    spent = -lines.loc[lines["金额(元)"] < 0, "金额(元)"].sum()
+    assert spent == pytest.approx(proposed["cost_cny"].sum(), abs=len(proposed))
     summary = capsys.readouterr().out
     assert re.search(r"eligible compounds\s*│\s*0 \(0 hh\)", summary)
     manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
@@ -260,3 +268,123 @@ def test_a_folder_of_layer_files_runs_and_is_hashed(tmp_path):
     inputs = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["inputs"]
     assert sorted(Path(p).name for p in inputs) == sorted(f"{n}.gpkg" for n in pyogrio.list_layers(SAMPLE)[:, 0])
     assert all(v["sha256"] == file_sha256(p) for p, v in inputs.items())
+
+
+# ----------------------------------------------------------------------- unknown build years (待核实)
+def _unknown_years_layers():
+    """The sample district with every fourth compound's build year removed (as in an OSM import)."""
+    from gis_planner import read_layers
+
+    layers = read_layers(SAMPLE)
+    c = layers.compounds
+    c["build_year"] = c["build_year"].astype("Float64")
+    c.loc[c.index[::4], "build_year"] = pd.NA
+    return layers
+
+
+def _expected_in_scope(c: pd.DataFrame, year: int) -> pd.Series:
+    """Compounds no exclusion or consent rule keeps out (computed here from the input columns)."""
+    flags = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
+             "in_shantytown_plan"]
+    out = ~c[flags].fillna(False).astype(bool).any(axis=1)
+    out &= ~(c["consent_rate"].astype(float) < 2 / 3 - 1e-9).fillna(False)
+    out &= ~(c["last_renovation_year"].astype(float) > year - 5).fillna(False)
+    return out
+
+
+@pytest.fixture(scope="module", params=["verify", "eligible", "exclude"])
+def unknown_run(request):
+    layers = _unknown_years_layers()
+    result = Plan(layers, eligibility={"unknown_build_year": request.param, "reference_year": 2024},
+                  map={"enabled": False, "reports": False}).run()
+    return request.param, layers.compounds, result
+
+
+def _row(result, label: str, after: str) -> tuple[str, str, str]:
+    rows = result.summary_rows()
+    start = next(i for i, r in enumerate(rows) if r[0] == after)
+    return next(r for r in rows[start:] if r[0] == label)
+
+
+def test_unknown_build_year_counted_apart_in_summary_and_ledger(unknown_run):
+    setting, given, result = unknown_run
+    c = result.outputs["compounds"]
+    unknown = given["build_year"].isna().to_numpy()
+    scope = _expected_in_scope(given, 2024).to_numpy()
+    via_verify = c["reasons"].str.contains("N-ADJACENT-VERIFY").to_numpy()
+    verify = (unknown & scope | via_verify) if setting == "verify" else np.zeros(len(c), bool)
+    assert (c["eligibility"].eq("verify").to_numpy() == verify).all()
+    hh = c["households"].to_numpy()
+    cost = c["cost_cny"].to_numpy()
+    assert c.loc[unknown & scope, "eligible"].all() == (setting != "exclude")
+    assert _row(result, "  to verify", "eligible compounds")[1] == f"{verify.sum()} ({int(hh[verify].sum()):,} hh)"
+    eligible = c["eligible"].to_numpy(bool)
+    confirmed = eligible & ~verify
+    assert _row(result, "  confirmed", "eligible compounds")[1] == \
+        f"{confirmed.sum()} ({int(hh[confirmed].sum()):,} hh)"
+    total = np.nansum(cost[eligible])
+    v_cost = np.nansum(cost[verify])
+    assert _row(result, "renovation cost", "eligible compounds")[1] == f"{total / 1e4:,.0f} 万元"
+    text = _row(result, "  to verify", "renovation cost")[1]
+    assert text.startswith(f"{v_cost / 1e4:,.0f} 万元") and _row(result, "  to verify", "renovation cost")[2] == \
+        "其中待核实(暂估)"
+    if setting == "verify":
+        assert verify.sum() >= 30 and text.endswith(f"({v_cost / total:.1%})")
+        assert "待核实 to verify: " + f"{verify.sum()} 个小区（{int(hh[verify].sum()):,} 户）" in result.summary()
+        assert "background:#fff3e0" in result._repr_html_()
+    if setting == "eligible":
+        assumed = _row(result, "  year unknown, set confirmed", "eligible compounds")
+        assert assumed[1].startswith(f"{(unknown & scope).sum()} (")
+    # the ledger workbook: a status column on the compound sheets and the split of the booked cost
+    sheets, headers = result.workbooks["ledger"]
+    split = sheets["资格核实汇总"].set_index("label_zh")
+    ledger = result.finance.ledger
+    booked = ledger[(ledger["level"] == "compound") & (ledger["category"] == "cost")]
+    booked = -booked.groupby("compound_id")["amount_cny"].sum()
+    ids = c["compound_id"].astype(str)
+    in_bundle = c["bundle_id"].notna().to_numpy()
+    v_ids = set(ids[verify & in_bundle])
+    assert split.loc["待核实", "n_compounds"] == len(v_ids)
+    assert split.loc["待核实", "cost_cny"] == pytest.approx(booked[booked.index.isin(v_ids)].sum())
+    assert split.loc["合计", "cost_cny"] == pytest.approx(booked.sum())
+    assert headers["n_verify"] == "其中待核实小区" and headers["eligibility_zh"] == "改造资格"
+    assert set(sheets["小区收支"]["eligibility_zh"]) == ({"确认纳入", "待核实"} if v_ids else {"确认纳入"})
+    assert (sheets["小区台账"]["eligibility_zh"] == "待核实").any() == bool(v_ids)
+    b = sheets["片区资金平衡"].set_index("bundle_id")
+    assert b["n_verify"].sum() == len(v_ids)
+    assert b["verify_cost_cny"].sum() == pytest.approx(split.loc["待核实", "cost_cny"])
+
+
+def test_unknown_build_year_in_report_and_map_legend(unknown_run):
+    from jinja2.utils import htmlsafe_json_dumps
+
+    from gis_planner import maps
+    from gis_planner.report import bundle_report_html
+
+    setting, _, result = unknown_run
+    c = result.outputs["compounds"]
+    layer_name = str(htmlsafe_json_dumps("待核实小区（建成年代未知，暂按纳入）"))[1:-1]
+    if setting != "verify":  # treated as confirmed or excluded: nothing drawn or noted as to verify
+        bid = str(c["bundle_id"].dropna().iloc[0])
+        assert 'class="verify-note"' not in bundle_report_html(result, bid)
+        assert layer_name not in maps.plan_map(result, basemap=None, service_areas=False).get_root().render()
+        return
+    verify = c[c["eligibility"] == "verify"]
+    bid = verify["bundle_id"].value_counts().index[0]
+    members = verify[verify["bundle_id"] == bid]
+    page = bundle_report_html(result, bid)
+    assert f"<td>其中待核实</td><td>{len(members)} 个小区，{int(members['households'].sum()):,} 户</td>" in page
+    assert 'class="verify-note"' in page and page.count('<tr class="verify">') == len(members)
+    assert f"暂估改造投资 {members['cost_cny'].sum() / 1e4:,.1f} 万元" in page
+    html = maps.plan_map(result, basemap=None, service_areas=False).get_root().render()
+    label = f"待核实（{len(verify)}个小区，{int(verify['households'].sum()):,}户）"
+    assert str(htmlsafe_json_dumps(f"<span>{label}</span>"))[1:-1] in html
+    assert layer_name in html
+
+
+def test_percent_precision_shows_a_small_change():
+    from gis_planner.plan import _percents
+
+    assert _percents(0.38458, 0.38478) == ["38.46 %", "38.48 %"]
+    assert _percents(0.384581, 0.384584) == ["38.4581 %", "38.4584 %"]
+    assert _percents(0.5, 0.5) == ["50.00 %", "50.00 %"]

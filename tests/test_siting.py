@@ -164,7 +164,9 @@ def test_two_types_share_a_parcel_when_their_footprints_fit():
     comp, vac, graph = town(base, [
         {"parcel_id": "Q", "kind": "vacant_land", "geometry": box(560, -60, 600, -10)},
         {"parcel_id": "R", "kind": "vacant_land", "geometry": box(1480, -60, 1530, -10)}])
-    res = propose(comp, vac, None, graph, table, st, types=types, p=1)
+    # (the 50-household market is below the default minimum benefit: switched off to test footprints alone)
+    res = propose(comp, vac, None, graph, table, st, {"benefit": {"min_households_per_facility": 0}},
+                  types=types, p=1)
     assert sorted(res.proposed["facility_id"]) == ["N-Q-kindergarten", "N-R-market"]
     assert res.solution.objective == pytest.approx(800.0)
     assert brute_force(res.problem, p=1) == pytest.approx(800.0)
@@ -396,3 +398,62 @@ def test_problem_is_the_same_however_rows_are_ordered_or_pairs_are_split(sample)
     again = coverage_matrix(layers.compounds, layers.vacant, res.candidates, None, table, st, pairs=merged)
     assert (again.coverage != prob.coverage).nnz == 0
     pd.testing.assert_frame_equal(again.pairs, prob.pairs)
+
+
+# ------------------------------------------------------------------------------------------ minimum benefit
+def test_a_candidate_reaching_one_small_compound_is_never_proposed():
+    """The issue's case: a parcel whose only reach is one 13-household compound gets no facility (default
+    minimum 100 households), and the messages say how many candidates the minimum removed."""
+    st = load_standards()
+    comp, vac, graph = town({"big": (300.0, 400), "tiny": (1500.0, 13)}, [
+        {"parcel_id": "A", "kind": "vacant_land", "geometry": box(280, -60, 340, -10)},
+        {"parcel_id": "B", "kind": "vacant_land", "geometry": box(1480, -60, 1540, -10)}])
+    types = ["kindergarten", "market"]
+    table = assess(comp, None, graph, st, types=types)
+    res = propose(comp, vac, None, graph, table, st, types=types, p=2)
+    assert set(res.proposed["parcel_id"]) == {"A"}
+    assert (res.proposed["households_newly_covered"] >= 100).all()
+    msg = [m for m in res.messages if "minimum benefit" in m]
+    assert msg and "2 of 4 candidates removed before solving" in msg[0]
+    # switched off, the tiny compound's parcel is used
+    off = propose(comp, vac, None, graph, table, st, {"benefit": {"min_households_per_facility": 0}},
+                  types=types, p=2)
+    assert "B" in set(off.proposed["parcel_id"])
+    # per 万元: a kindergarten costs 600万元; 1 household per 万元 asks 600 households of it
+    per_wan = propose(comp, vac, None, graph, table, st, {"benefit": {"min_households_per_wan_cny": 1.0}},
+                      types=types, p=2)
+    assert "kindergarten" not in set(per_wan.proposed["facility_type"])
+
+
+def test_minimum_benefit_known_optimum_and_solution_check():
+    """Hand-made instance, minimum 100 households, one type, p = 2.
+
+    Candidates: k0 covers d0 (90) + d1 (60) = 150; k1 covers d1 (60) + d2 (45) = 105; k2 covers d3 (95);
+    k3 covers d2 (45) + d3 (95) = 140. Without a minimum the optimum is k0 + k3 = 290. k2 (95 < 100) is
+    dropped before solving; every remaining pair is checked: k0 + k3 still covers 290 and each keeps ≥ 100 of
+    its own (150, 140), so it stays optimal with the minimum.
+    """
+    from gis_planner.siting.problem import benefit_minimum, drop_below_minimum
+    from gis_planner.siting.solver import enforce_minimum
+
+    a = [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 1]]
+    prob = SitingProblem.from_matrix(a, [90, 60, 45, 95])
+    minimum = benefit_minimum(prob)
+    assert minimum.tolist() == [100.0] * 4
+    reduced, removed, keep = drop_below_minimum(prob, minimum)
+    assert keep.tolist() == [True, True, False, True]
+    assert removed["households_coverable"].tolist() == [95.0]
+    sol = solve(reduced, p=2)
+    checked, dropped = enforce_minimum(reduced, sol, minimum[keep])
+    assert dropped == 0 and checked.objective == pytest.approx(290.0)
+    assert np.flatnonzero(keep)[checked.selected].tolist() == [0, 3]
+    # the check after solving: k1 alone could reach d1 + d2 = 105 ≥ 100 (kept before solving), but beside k0
+    # it adds only d2 (45 households) → dropped; k0 then covers d0 + d1 = 150 on its own
+    two = SitingProblem.from_matrix([[1, 0], [1, 1], [0, 1]], [90, 60, 45])
+    _, _, keep2 = drop_below_minimum(two, benefit_minimum(two))
+    assert keep2.all()
+    both = solve(two, p=2)
+    assert both.selected.tolist() == [True, True]
+    fixed, n = enforce_minimum(two, both, benefit_minimum(two))
+    assert n == 1 and fixed.selected.tolist() == [True, False] and fixed.covered_weight == pytest.approx(150.0)
+    assert "below the minimum benefit" in fixed.message

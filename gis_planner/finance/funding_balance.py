@@ -77,8 +77,8 @@ class FinanceResult:
         total_pair = float(self.pairings["amount_cny"].sum()) if len(self.pairings) else 0.0
         loose = self.proposed[self.proposed["bundle_id"].isna()] if len(self.proposed) else self.proposed
         if len(loose):
-            lines.append(f"  {len(loose)} proposed facilities on parcels of no bundle (not in any ledger): "
-                         f"{', '.join(loose['facility_id'])}")
+            lines.append(f"  区级统筹 district line: {len(loose)} proposed facilities serving no bundle, "
+                         f"{format_wan(float(loose['build_cost_cny'].sum()))}: {', '.join(loose['facility_id'])}")
         unfunded = float(self.unfunded["unfunded_cny"].sum()) if len(self.unfunded) else 0.0
         lines.append(f"  跨片区组合 pairings: {len(self.pairings)}, {format_wan(total_pair)}; "
                      f"未落实资金 unfunded: {len(self.unfunded)} bundles, {format_wan(unfunded)}")

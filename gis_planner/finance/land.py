@@ -13,7 +13,7 @@ from gis_planner.finance.settings import FinanceSettings, facility_names
 
 __all__ = ["LandUse", "land_use"]
 
-_FACILITY_COLUMNS = ["facility_id", "parcel_id", "bundle_id", "facility_type", "facility_type_zh",
+_FACILITY_COLUMNS = ["facility_id", "parcel_id", "bundle_id", "bundle_rule", "facility_type", "facility_type_zh",
                      "build_cost_cny", "annual_income_cny", "income_npv_cny"]
 _PARCEL_COLUMNS = ["parcel_id", "bundle_id", "parcel_kind", "owner_type", "area_m2", "use", "use_zh",
                    "facility_ids", "land_value_cny", "land_surplus_cny", "parking_spaces", "parking_build_cny",
@@ -27,9 +27,10 @@ class LandUse:
 
     Attributes
     ----------
-    facilities : every proposed facility (``facility_id, parcel_id, bundle_id, facility_type, facility_type_zh,
-        build_cost_cny, annual_income_cny, income_npv_cny``; ``bundle_id`` None when its parcel is in no
-        bundle), sorted by ``facility_id``.
+    facilities : every proposed facility (``facility_id, parcel_id, bundle_id, bundle_rule, facility_type,
+        facility_type_zh, build_cost_cny, annual_income_cny, income_npv_cny``), sorted by ``facility_id``.
+        ``bundle_id``: its parcel's bundle (``bundle_rule`` ``parcel``), else the bundle whose compounds it
+        serves most (``served``), else None (``district``: booked on the district ledger line 区级统筹).
     parcels : each vacant parcel attached to a bundle and its use (``facility`` / ``land_sale`` / ``parking`` /
         ``none``), land surplus and car-park money (CNY), with the rule that decided the use.
     """
@@ -41,6 +42,11 @@ class LandUse:
     def bundle_facilities(self) -> pd.DataFrame:
         """The proposed facilities that belong to a bundle (their cost and income enter its balance)."""
         return self.facilities[self.facilities["bundle_id"].notna()]
+
+    @property
+    def district_facilities(self) -> pd.DataFrame:
+        """The proposed facilities of no bundle: their cost is a district-level ledger line (区级统筹)."""
+        return self.facilities[self.facilities["bundle_id"].isna()]
 
     @property
     def parking(self) -> pd.DataFrame:
@@ -64,7 +70,7 @@ def _parcel_owners(bundles: gpd.GeoDataFrame) -> dict[str, str]:
 
 
 def _proposed_facilities(proposed: gpd.GeoDataFrame | None, owners: dict[str, str], settings: FinanceSettings,
-                         annuity: float) -> pd.DataFrame:
+                         annuity: float, known_bundles: tuple[str, ...] = ()) -> pd.DataFrame:
     """Each proposed facility with its bundle, build cost (CNY, × cost factor) and income (CNY/year, NPV)."""
     if proposed is None or not len(proposed):
         return pd.DataFrame({c: pd.Series(dtype=float if c.endswith("cny") else object)
@@ -74,7 +80,16 @@ def _proposed_facilities(proposed: gpd.GeoDataFrame | None, owners: dict[str, st
     fac = pd.DataFrame({"facility_id": proposed["facility_id"].astype(str).to_numpy(),
                         "parcel_id": proposed["parcel_id"].astype(str).to_numpy(),
                         "facility_type": proposed["facility_type"].astype(str).to_numpy()})
-    fac["bundle_id"] = [owners.get(q) for q in fac["parcel_id"]]
+    # its parcel's bundle; else the bundle whose compounds it serves most (siting's served_bundle_id, when that
+    # bundle exists); else none — then its cost is booked on the district line (区级统筹, see ledger.py)
+    bundle_ids = set(owners.values()) | set(known_bundles)
+    served = (proposed["served_bundle_id"].to_numpy(dtype=object) if "served_bundle_id" in proposed.columns
+              else np.full(len(fac), None, dtype=object))
+    fac["bundle_id"] = [owners.get(q) or (str(b) if b is not None and not pd.isna(b) and str(b) in bundle_ids
+                                          else None)
+                        for q, b in zip(fac["parcel_id"], served, strict=True)]
+    fac["bundle_rule"] = np.where([q in owners for q in fac["parcel_id"]], "parcel",
+                                  np.where(fac["bundle_id"].notna(), "served", "district"))
     fac["facility_type_zh"] = fac["facility_type"].map(facility_names()).fillna(fac["facility_type"])
     # land bought for a facility (siting's land_cost_cny, when given) is part of its cost
     fac["build_cost_cny"] = (numeric_column(proposed, "build_cost_cny")
@@ -155,7 +170,8 @@ def land_use(bundles: gpd.GeoDataFrame, vacant: gpd.GeoDataFrame | None, propose
     :class:`LandUse`.
     """
     owners = _parcel_owners(bundles)
-    facilities = _proposed_facilities(proposed, owners, settings, annuity)
+    known = tuple(bundles["bundle_id"].astype(str)) if "bundle_id" in bundles.columns else ()
+    facilities = _proposed_facilities(proposed, owners, settings, annuity, known)
     if vacant is None or not len(vacant) or not owners:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in _PARCEL_COLUMNS}).astype(
             {c: float for c in _PARCEL_COLUMNS if c.endswith(("_cny", "_m2", "spaces"))})

@@ -17,7 +17,7 @@ __all__ = ["CATEGORY_ZH", "LEDGER_COLUMNS", "ledger_table"]
 CATEGORY_ZH = {
     "cost": "成本", "subsidy": "财政补助", "resident": "居民出资", "operating": "经营性收益",
     "land": "存量用地收益", "project": "相邻项目收益", "pairing": "跨片区组合收益", "surplus": "结余",
-    "residual": "政府引导兜底(待筹)", "transfer": "小区与片区间划转",
+    "residual": "政府引导兜底(待筹)", "transfer": "小区与片区间划转", "district": "区级统筹",
 }
 #: columns of :attr:`FinanceResult.ledger <gis_planner.finance.FinanceResult.ledger>`.
 LEDGER_COLUMNS = ["level", "bundle_id", "compound_id", "line", "item", "item_zh", "category", "category_zh",
@@ -147,6 +147,24 @@ def _project_lines(lines: _Lines, balance: BundleBalance) -> None:
               -compound_balance, basis="小区内自求平衡检验后的差额")
 
 
+def _district_lines(lines: _Lines, balance: BundleBalance) -> None:
+    """Proposed facilities of no bundle: their cost and the district funds (区级统筹) that must carry it.
+
+    Level ``district`` (no bundle, no compound); the two lines of each facility sum to zero like every other
+    ledger unit, so the facility's cost is in the ledger rather than in no one's.
+    """
+    loose = balance.land.district_facilities
+    if not len(loose):
+        return
+    ids = loose["facility_id"].to_numpy(object)
+    cost = loose["build_cost_cny"].to_numpy(float)
+    item_zh = ("新建设施建设费用(" + loose["facility_type_zh"] + ", 区级统筹)").to_numpy(object)
+    lines.add("district", None, None, "cost_facility", item_zh, "cost", -cost, ids,
+              "build_cost_cny (+ land_cost_cny); 设施所在地块及其服务的小区均不属任何片区")
+    lines.add("district", None, None, "fund_district", "区级统筹资金(待落实)", "district", cost, ids,
+              "区级财政或统筹资金承担, 待落实")
+
+
 def ledger_table(balance: BundleBalance, settings: FinanceSettings) -> pd.DataFrame:
     """Ledger rows per bundle × line item and per compound × line item (each sums to zero).
 
@@ -158,19 +176,21 @@ def ledger_table(balance: BundleBalance, settings: FinanceSettings) -> pd.DataFr
     Returns
     -------
     DataFrame :data:`LEDGER_COLUMNS`: bundle rows first, then compound rows, each by bundle (and compound) and
-    line number; ``amount_cny`` > 0 money in, < 0 money out.
+    line number, then district rows (proposed facilities of no bundle, 区级统筹: the facility id in
+    ``partner_id``); ``amount_cny`` > 0 money in, < 0 money out.
     """
     lines = _Lines()
     _cost_lines(lines, balance, settings)
     _income_lines(lines, balance, settings)
     _project_lines(lines, balance)
+    _district_lines(lines, balance)
     blocks = [block for block in lines.blocks if len(block)]
     if not blocks:  # no bundle (no eligible compound): an empty ledger with its columns
         return pd.DataFrame({c: pd.Series(dtype=float if c == "amount_cny" else object) for c in LEDGER_COLUMNS})
     ledger = pd.concat(blocks, ignore_index=True)
     ledger["amount_cny"] = ledger["amount_cny"].astype(float)
     ledger["category_zh"] = ledger["category"].map(CATEGORY_ZH)
-    ledger["_level"] = ledger["level"].map({"bundle": 0, "compound": 1})
+    ledger["_level"] = ledger["level"].map({"bundle": 0, "compound": 1, "district": 2})
     ledger["line"] = ledger.groupby(["level", "bundle_id", "compound_id"], dropna=False).cumcount() + 1
     ledger = ledger.sort_values(["_level", "bundle_id", "compound_id", "line"], kind="stable", na_position="first")
     return ledger[LEDGER_COLUMNS].reset_index(drop=True)

@@ -17,6 +17,7 @@ import shapely
 from folium.map import Layer
 
 from .._errors import ConfigError
+from ..eligibility import load_rules
 from ..service_areas import band_minutes, service_bands
 from .context import (
     MapContext,
@@ -29,7 +30,7 @@ from .encode import dataset, display_frame, encode_geometries, encode_points, po
 from .page import Dataset, JsLayer
 from .style import icon_svg, legend_section
 
-__all__ = ["LAYERS", "Drawing", "MapLayer", "greedy_colours", "service_points", "walk_minutes"]
+__all__ = ["LAYERS", "Drawing", "MapLayer", "greedy_colours", "hatch_lines", "service_points", "walk_minutes"]
 
 #: the kinds of map (:func:`~gis_planner.maps.plan_map`, ``bundle_map``, ``coverage_map``)
 MAP_KINDS = frozenset({"plan", "bundle", "coverage"})
@@ -213,19 +214,98 @@ def _compounds_by_bundle(d: Drawing) -> None:
                  "fillOpacity": 0.65, "smooth": d.smooth}, legend=items, show=d.mode == "plan")
 
 
+def _counted(label: str, n: int, households: float, lang: str) -> str:
+    """A legend label with its number of compounds and households (``待核实（12个小区，3,400户）``)."""
+    if lang == "zh":
+        return f"{label}（{n}个小区，{int(households):,}户）"
+    return f"{label} ({n} compounds, {int(households):,} hh)"
+
+
+def _households(cd: pd.DataFrame) -> np.ndarray:
+    if "households" not in cd.columns:
+        return np.zeros(len(cd))
+    return pd.to_numeric(cd["households"], errors="coerce").fillna(0).to_numpy(float)
+
+
+def hatch_lines(polygons: Any, spacing_m: float) -> np.ndarray:
+    """Per polygon (metric CRS), its outline and 45° hatch lines ``spacing_m`` apart clipped to it, as one
+    MultiLineString: a hatch the map draws on any renderer (canvas or SVG) and the site plans match.
+
+    Parameters
+    ----------
+    polygons : (Multi)Polygons in a metric CRS, none empty.
+    spacing_m : distance between hatch lines along the x axis, metres (> 0).
+
+    Examples
+    --------
+    >>> g = hatch_lines([shapely.box(0, 0, 10, 10)], 5.0)[0]
+    >>> g.geom_type, round(g.length - 40.0, 3) > 0
+    ('MultiLineString', True)
+    """
+    polys = np.asarray(polygons, dtype=object)
+    n = len(polys)
+    if not n:
+        return np.empty(0, dtype=object)
+    b = shapely.bounds(polys)
+    lo = np.floor((b[:, 0] - b[:, 3]) / spacing_m)
+    hi = np.ceil((b[:, 2] - b[:, 1]) / spacing_m)
+    counts = (hi - lo + 1).astype(np.int64)
+    idx = np.repeat(np.arange(n), counts)
+    k = lo[idx] + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    c, y0, y1 = k * spacing_m, b[idx, 1], b[idx, 3]  # lines x − y = c across each bounding box
+    lines = shapely.linestrings(np.stack([np.stack([c + y0, y0], 1), np.stack([c + y1, y1], 1)], 1))
+    parts, where = shapely.get_parts(shapely.intersection(lines, polys[idx]), return_index=True)
+    keep = shapely.get_type_id(parts) == 1
+    outline, owner = shapely.get_parts(shapely.boundary(polys), return_index=True)
+    geoms = np.concatenate([outline, parts[keep]])
+    owners = np.concatenate([owner, idx[where[keep]]])
+    order = np.argsort(owners, kind="stable")
+    return shapely.multilinestrings(geoms[order], indices=owners[order])
+
+
 def _compounds_by_eligibility(d: Drawing) -> None:
-    """Compounds coloured by eligibility status."""
+    """Compounds coloured by eligibility status; 待核实 (``verify``) hatched, each legend entry with its number
+    of compounds and households."""
     cd, el = d.compounds_shown, d.style["eligibility"]
     status = eligibility_labels(d.lang)
     keys = list(el)
     ekey = cd["eligibility"].astype("object").fillna("unknown") if "eligibility" in cd.columns else \
         pd.Series(["unknown"] * len(cd), index=cd.index)
-    ecat = np.array([keys.index(k) if k in keys else keys.index("unknown") for k in ekey])
+    ekey = ekey.where(ekey.isin(keys), "unknown")
+    ecat = ekey.map({k: i for i, k in enumerate(keys)}).to_numpy(int)
     present = [k for k in keys if (ekey == k).any()]
+    colours = [el[k] for k in keys]
+    hh = _households(cd)
+    legend = [("fill", el[k],
+               _counted(status.get(k, k), int((ekey == k).sum()), hh[(ekey == k).to_numpy()].sum(), d.lang))
+              for k in present]
     d.add_layer(d.text["compounds_eligibility"], d.compound_data,
-                {"cat": ecat.tolist(), "colors": [el[k] for k in keys], "weight": 0.6, "stroke": "#666",
+                {"cat": ecat.tolist(), "colors": colours, "weight": 0.6, "stroke": "#666",
                  "fillOpacity": 0.7, "smooth": d.smooth},
-                legend=[("fill", el[k], status.get(k, k)) for k in present], show=d.mode == "bundle")
+                legend=legend, show=d.mode == "bundle")
+
+
+def _compounds_to_verify(d: Drawing) -> None:
+    """Compounds still to verify (status ``verify``: bundled and costed provisionally) hatched and outlined over
+    the other compound layers, shown from the start so a reviewer sees them on every plan and bundle map."""
+    comp = d.ctx.compounds
+    if comp is None or "eligibility" not in comp.columns:
+        return
+    sub = comp[comp["eligibility"].eq("verify").to_numpy(bool) & comp.geometry.notna().to_numpy()
+               & ~comp.geometry.is_empty.to_numpy()]
+    if not len(sub):
+        return
+    spec = load_rules()["status"]["verify"]
+    hatched = sub.set_geometry(gpd.GeoSeries(hatch_lines(sub.geometry.values, float(spec["hatch_spacing_m"])),
+                                             index=sub.index, crs=sub.crs))
+    shown = d.show(hatched)
+    _, names = missing_types(shown, d.ctx.standards, d.lang)
+    data = d.add_data(shown, tooltips(shown, "compound_id"), "compounds", shown.assign(missing_types=names))
+    colour = str(spec["hatch_colour"])
+    name = str(spec.get(f"layer_{d.lang}", spec.get(f"text_{d.lang}", "verify")))
+    d.add_layer(name, data, {"color": colour, "fill": False, "weight": 1.4, "opacity": 0.95, "smooth": d.smooth},
+                legend=[("hatch", colour, _counted(eligibility_labels(d.lang)["verify"], len(shown),
+                                                   _households(shown).sum(), d.lang))])
 
 
 def _compounds_by_gaps(d: Drawing) -> None:
@@ -441,6 +521,7 @@ LAYERS: tuple[MapLayer, ...] = (
     MapLayer("compounds_bundle", _PLAN_AND_BUNDLE, _compounds_by_bundle),
     MapLayer("compounds_eligibility", _PLAN_AND_BUNDLE, _compounds_by_eligibility),
     MapLayer("compounds_gaps", _PLAN_AND_BUNDLE, _compounds_by_gaps),
+    MapLayer("compounds_verify", _PLAN_AND_BUNDLE, _compounds_to_verify),
     MapLayer("bundles", _PLAN_AND_BUNDLE, _bundles),
     MapLayer("vacant", MAP_KINDS, _vacant),
     MapLayer("boundaries", frozenset({"plan"}), _boundaries),

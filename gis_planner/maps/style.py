@@ -68,7 +68,7 @@ def icon_svg(shape: str, colour: str, glyph: str, size: int, ring: str = "#fffff
 
 def legend_section(title: str, items: Sequence[tuple[str, str, str]]) -> str:
     """Legend HTML: ``items`` are (kind, colour or svg, label) with kind ``fill``, ``line``, ``ring``, ``dash``,
-    ``svg``."""
+    ``hatch`` (diagonal stripes in a dashed frame: compounds still to verify), ``svg``."""
     parts = [f"<b>{html.escape(title)}</b>"]
     for kind, style, label in items:
         if kind == "svg":
@@ -77,9 +77,14 @@ def legend_section(title: str, items: Sequence[tuple[str, str, str]]) -> str:
             sw = f'<span class="gp-ln" style="border-top-color:{html.escape(style)}"></span>'
         elif kind == "ring":
             sw = f'<span class="gp-sw" style="background:none;border:2px solid {html.escape(style)}"></span>'
+        elif kind == "hatch":
+            c = html.escape(style)
+            sw = (f'<span class="gp-sw" style="background:repeating-linear-gradient(45deg,{c} 0 2px,'
+                  f'transparent 2px 5px);border:2px dashed {c};box-sizing:border-box"></span>')
         elif kind == "dash":
             sw = f'<span class="gp-ln" style="border-top:3px dashed {html.escape(style)}"></span>'
         else:
             sw = f'<span class="gp-sw" style="background:{html.escape(style)}"></span>'
         parts.append(f'<div class="gp-item">{sw}<span>{html.escape(label)}</span></div>')
     return "".join(parts)
+

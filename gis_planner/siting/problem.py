@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_array
 
+from .._errors import ConfigError
 from ..coverage import locate, pair_distances
 from ..network import WalkGraph
 from ..standards import Standards, load_standards
@@ -317,3 +318,56 @@ def coverage_matrix(
             "footprint_floor_m2", "use_floor_m2", "build_cost_cny", "kind", "owner_type"]
     return SitingProblem(candidates=feas[cols], parcels=parcels, demand=demand, coverage=a, pairs=table,
                          notes=notes)
+
+
+def benefit_minimum(problem: SitingProblem, rules: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The fewest households each candidate must newly cover to be proposed (``[benefit]`` of siting.toml).
+
+    ``max(min_households_per_facility, min_households_per_wan_cny × cost / 10,000)`` with cost = build cost +
+    the parcel's land cost (CNY).
+
+    Raises
+    ------
+    ConfigError for a negative or non-finite minimum.
+    """
+    cfg = load_settings(rules)["benefit"]
+    per_facility = float(cfg["min_households_per_facility"])
+    per_wan = float(cfg["min_households_per_wan_cny"])
+    for key, value in (("min_households_per_facility", per_facility), ("min_households_per_wan_cny", per_wan)):
+        if not np.isfinite(value) or value < 0:
+            raise ConfigError(f"siting.benefit.{key}: must be a finite number ≥ 0, got {value!r}")
+    land = problem.parcels["land_cost_cny"].to_numpy(float)[problem.candidates["parcel"].to_numpy()]
+    return np.maximum(per_facility, per_wan * (problem.costs + land) / 1e4)
+
+
+def coverable_households(problem: SitingProblem) -> np.ndarray:
+    """Households (of demand rows, each counted once) each candidate could newly cover on its own."""
+    hh = problem.demand["households"].to_numpy(float)
+    return problem.coverage.T.astype(float) @ hh if problem.coverage.shape[1] else np.zeros(0)
+
+
+def drop_below_minimum(problem: SitingProblem,
+                       minimum: np.ndarray) -> tuple[SitingProblem, pd.DataFrame, np.ndarray]:
+    """The problem without the candidates that cannot newly cover ``minimum`` households even alone.
+
+    Returns
+    -------
+    (reduced problem, removed candidates: ``parcel_id, facility_type, households_coverable,
+    households_minimum``, and the bool mask of the candidates kept).
+    """
+    reach = coverable_households(problem)
+    keep = reach >= minimum - 1e-9
+    cand = problem.candidates
+    removed = pd.DataFrame({"parcel_id": cand["parcel_id"].to_numpy(dtype=object)[~keep],
+                            "facility_type": cand["facility_type"].to_numpy(dtype=object)[~keep],
+                            "households_coverable": reach[~keep], "households_minimum": minimum[~keep]})
+    if keep.all():
+        return problem, removed, keep
+    new_pos = np.full(len(keep), -1, dtype=np.int64)
+    new_pos[keep] = np.arange(int(keep.sum()))
+    a = csr_array(problem.coverage[:, np.flatnonzero(keep)])
+    pairs = problem.pairs[keep[problem.pairs["candidate"].to_numpy()]]
+    pairs = pairs.assign(candidate=new_pos[pairs["candidate"].to_numpy()]).reset_index(drop=True)
+    demand = problem.demand.assign(coverable=np.diff(a.indptr) > 0)
+    return SitingProblem(candidates=cand[keep].reset_index(drop=True), parcels=problem.parcels, demand=demand,
+                         coverage=a, pairs=pairs, notes=list(problem.notes)), removed, keep

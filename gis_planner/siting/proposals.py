@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import geopandas as gpd
@@ -14,16 +14,16 @@ from ..coverage import assess, summarise
 from ..network import WalkGraph
 from ..standards import Standards, load_standards
 from .candidates import candidates
-from .problem import SitingProblem, coverage_matrix
+from .problem import SitingProblem, benefit_minimum, coverage_matrix, drop_below_minimum
 from .settings import load_settings, priority_multipliers
-from .solver import Solution, solve
+from .solver import Solution, enforce_minimum, solve
 
 #: Columns of the proposed-facilities layer (before ``geometry``), in order.
 PROPOSED_COLUMNS = [
     "facility_id", "parcel_id", "parcel_name", "kind", "owner_type", "facility_type", "name_zh", "tier",
     "radius_m", "host", "footprint_land_m2", "footprint_floor_m2", "households_newly_covered",
     "compounds_newly_covered", "weight_newly_covered", "build_cost_cny", "land_cost_cny", "cost_cny",
-    "subdistrict", "reason_zh", "reason_en",
+    "subdistrict", "served_bundle_id", "reason_zh", "reason_en",
 ]
 
 _HOST_EN = {"land": "on open land", "new_building": "in a new building on open land",
@@ -131,6 +131,29 @@ def _subdistricts(geoms: gpd.GeoSeries, compounds: gpd.GeoDataFrame,
     return out
 
 
+def _served_bundles(pairs: pd.DataFrame, demand: pd.DataFrame, compounds: pd.DataFrame,
+                    sel: np.ndarray) -> np.ndarray:
+    """The bundle (片区) whose compounds each selected candidate newly covers most households of (None when the
+    compounds carry no ``bundle_id`` or the households it covers are in no bundle); ties: lowest bundle id."""
+    out = np.full(len(sel), None, dtype=object)
+    if "bundle_id" not in compounds.columns or not len(pairs):
+        return out
+    bundle_of = pd.Series(compounds["bundle_id"].to_numpy(dtype=object),
+                          index=compounds["compound_id"].astype(str).to_numpy())
+    d = pairs["demand"].to_numpy()
+    hh = pd.DataFrame({"candidate": pairs["candidate"].to_numpy(),
+                       "bundle_id": bundle_of.reindex(demand["compound_id"].astype(str).to_numpy()[d]).to_numpy(),
+                       "households": demand["households"].to_numpy(float)[d]}).dropna(subset=["bundle_id"])
+    if not len(hh):
+        return out
+    hh["bundle_id"] = hh["bundle_id"].astype(str)
+    per = hh.groupby(["candidate", "bundle_id"], sort=True)["households"].sum().reset_index()
+    per = per.sort_values(["candidate", "households", "bundle_id"], ascending=[True, False, True], kind="stable")
+    best = per.drop_duplicates("candidate").set_index("candidate")["bundle_id"]
+    got = best.reindex(sel)
+    return got.astype(object).where(got.notna(), None).to_numpy(dtype=object)
+
+
 def _proposals(problem, solution, vacant, compounds, boundaries, standards, rules) -> gpd.GeoDataFrame:
     cand = problem.candidates
     sel = np.flatnonzero(solution.selected)
@@ -170,6 +193,7 @@ def _proposals(problem, solution, vacant, compounds, boundaries, standards, rule
     })
     out["cost_cny"] = out["build_cost_cny"] + out["land_cost_cny"]
     out["subdistrict"] = _subdistricts(geom, compounds, boundaries)
+    out["served_bundle_id"] = _served_bundles(pairs, dem, compounds, sel)
     name_en = out["facility_type"].map(ft["name_en"]).str.lower()
     use_zh = np.where(out["host"] == "existing_floor",
                       "利用闲置用房" + out["footprint_floor_m2"].round(0).astype(int).astype(str) + "平方米",
@@ -249,10 +273,24 @@ def propose(
     cands = candidates(vacant, standards, rules, types=types if types is not None else table_types)
     problem = coverage_matrix(compounds, vacant, cands, graph, coverage_table, standards, rules,
                               entrances=entrances, max_snap_m=max_snap_m, pairs=pairs)
-    sol = solve(problem, p=p, budget=budget, method=method, time_limit=time_limit, rules=rules)
+    n_all = problem.shape[1]
+    # minimum benefit ([benefit] of siting.toml): drop candidates that cannot reach it, solve, check the solution
+    minimum = benefit_minimum(problem, rules)
+    reduced, removed, keep = drop_below_minimum(problem, minimum)
+    sol = solve(reduced, p=p, budget=budget, method=method, time_limit=time_limit, rules=rules)
+    sol, dropped = enforce_minimum(reduced, sol, minimum[keep])
+    selected = np.zeros(n_all, dtype=bool)
+    selected[np.flatnonzero(keep)[sol.selected]] = True
+    sol = replace(sol, selected=selected)  # the same demand rows: covered, weights and cost are unchanged
     proposed = _proposals(problem, sol, vacant, compounds, boundaries, standards, rules)
     ba = before_after(coverage_table, compounds, problem, sol, standards)
     msgs = list(problem.notes)
+    ben = rules["benefit"]
+    rule_zh = (f"每处新增设施至少新覆盖 {ben['min_households_per_facility']:g} 户"
+               + (f"、每万元至少 {ben['min_households_per_wan_cny']:g} 户" if ben["min_households_per_wan_cny"] else ""))
+    msgs.append(f"siting: minimum benefit ({rule_zh} / at least {ben['min_households_per_facility']:g} households "
+                f"newly covered per facility): {len(removed)} of {n_all} candidates removed before solving"
+                + (f", {dropped} selected facilities dropped after solving" if dropped else ""))
     msgs.append(f"siting: {sol.method.upper()} {sol.status} ({sol.solver}), {sol.n_selected} facilities on "
                 f"{proposed['parcel_id'].nunique()} parcels, {int(proposed['households_newly_covered'].sum()):,} "
                 f"households newly covered (summed over types), gap {sol.gap:.2%}, {sol.seconds:.2f} s")
