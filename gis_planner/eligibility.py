@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import datetime
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -48,6 +47,8 @@ _SETTING_TYPES = {
     "unknown_year_policy": str,
     "recent_renovation_years": int,
     "min_consent": float,
+    "min_consent_illegal_removal": float,
+    "min_consent_property_mgmt": float,
     "reference_year": int,
     "disabled_rules": list,
 }
@@ -124,8 +125,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *,
 
     Returns
     -------
-    dict with ``settings`` (merged), ``rules``, ``classes`` (merged), ``status`` (labels) and ``costs`` (the
-    merged unit-cost table per class).
+    dict with ``settings`` (merged), ``rules``, ``classes`` (merged), ``status`` (labels), ``renovation_mode``
+    (modes, grades, default demolition shares), ``priority`` (weights) and ``costs`` (the merged unit-cost table
+    per class).
 
     Raises
     ------
@@ -166,6 +168,10 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
         if not ok:
             raise ConfigError(f"eligibility.{key}: expected {want.__name__}, got {value!r}")
         settings[key] = value
+    if settings["reference_year"] == 0:
+        raise ConfigError("eligibility.reference_year: 0 (\"the current calendar year\") is no longer accepted: "
+                          "date rules count back from the plan year so that the same inputs give the same result "
+                          "next year; give the plan's year, e.g. reference_year = 2026")
     _check_ranges(settings, data["checks"])
     if settings["unknown_build_year"] not in UNKNOWN_BUILD_YEAR:
         raise ConfigError(f"eligibility.unknown_build_year: {settings['unknown_build_year']!r} is not one of "
@@ -182,7 +188,8 @@ def _merge_settings(rules: Mapping[str, Any] | None) -> dict:
         raise ConfigError(f"eligibility.disabled_rules: {bad} cannot be disabled; choose from "
                           f"{', '.join(sorted(switchable))}")
     _check_classes(classes, set(load_costs()["classes"]))
-    return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"]}
+    return {"settings": settings, "rules": data["rules"], "classes": classes, "status": data["status"],
+            "renovation_mode": data["renovation_mode"], "priority": data["priority"]}
 
 
 def _renamed_policy(rules: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -214,7 +221,7 @@ def _bound(value: Any, settings: Mapping[str, Any]) -> tuple[float, str]:
         low = load_toml("schema.toml")["layers"]["compounds"]["fields"]["build_year"]["min"]
         return float(low), f"{low} (the earliest build_year of the compounds schema)"
     if value == "reference_year":
-        year = settings["reference_year"] or datetime.date.today().year
+        year = settings["reference_year"]
         return float(year), f"{year} (the reference year)"
     return float(value), f"{value:g}"
 
@@ -362,6 +369,99 @@ def _join_ids(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
     return np.array([s[:-1] for s in out], dtype=object) if n else out
 
 
+# ------------------------------------------------------------------------- consent, mode and priority
+#: consent condition rule id → (rate column, setting holding its threshold); C-CONSENT reads the renovation rate.
+_CONSENT_RULES = {
+    "C-CONSENT": ("consent_rate_renovation", "min_consent"),
+    "C-CONSENT-ILLEGAL-REMOVAL": ("consent_rate_illegal_removal", "min_consent_illegal_removal"),
+    "C-CONSENT-PROPERTY-MGMT": ("consent_rate_property_mgmt", "min_consent_property_mgmt"),
+}
+
+
+def _consent_rates(gdf: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The three 意愿调查 rates (0–1, NaN = not surveyed), keyed by column name.
+
+    ``consent_rate`` (the older single rate) is read as ``consent_rate_renovation`` where that is not given;
+    a row giving both with different values raises :class:`LayerError` naming row, id and both fields.
+    """
+    rates = {col: _numeric(gdf, col, lo=0, hi=1) for col, _ in _CONSENT_RULES.values()}
+    old = _numeric(gdf, "consent_rate", lo=0, hi=1)
+    new = rates["consent_rate_renovation"]
+    clash = np.flatnonzero(~np.isnan(old) & ~np.isnan(new) & (np.abs(old - new) > _CONSENT_EPS))
+    if clash.size:
+        pos = int(clash[0])
+        raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field 'consent_rate_renovation': {new[pos]:g} "
+                         f"contradicts consent_rate {old[pos]:g} (the same renovation consent rate); keep one")
+    rates["consent_rate_renovation"] = np.where(np.isnan(new), old, new)
+    return rates
+
+
+def _consent_failures_zh(masks: Mapping[str, np.ndarray], rates: Mapping[str, np.ndarray],
+                         settings: Mapping[str, Any], rules: Mapping[str, Any], n: int) -> np.ndarray:
+    """Per row, the consent tests failed in words: ``<text_zh>（<rule id>：<rate> < <threshold>）`` joined by ``；``."""
+    out = pd.Series([""] * n, dtype=object)
+    for rid, (col, key) in _CONSENT_RULES.items():
+        hit = pd.Series(masks[rid])
+        if not hit.any():
+            continue
+        pct = pd.Series(rates[col] * 100).round(1).map("{:g}%".format)
+        text = (f"{rules[rid]['text_zh']}（{rid}：" + pct + f" < {settings[key] * 100:.4g}%）").where(hit, "")
+        out = out.where(~hit | (out == ""), out + "；") + text
+    return out.to_numpy(dtype=object)
+
+
+def _danger_grades(gdf: pd.DataFrame, grades: list[str]) -> np.ndarray:
+    """``danger_grade`` as A/B/C/D (``"c"``, ``" C级 "`` accepted; None = not given); others raise LayerError."""
+    if "danger_grade" not in gdf.columns:
+        return np.full(len(gdf), None, dtype=object)
+    raw = gdf["danger_grade"]
+    text = raw.astype("string").str.strip().str.upper().str.removesuffix("级")
+    text = text.where(raw.notna() & (text != ""), None)
+    bad = np.flatnonzero((text.notna() & ~text.isin(grades)).to_numpy(dtype=bool))
+    if bad.size:
+        pos = int(bad[0])
+        raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field 'danger_grade': {raw.iloc[pos]!r} is not a danger "
+                         f"grade ({'/'.join(grades)}, e.g. 'C' or 'C级')")
+    return text.astype(object).where(text.notna(), None).to_numpy(dtype=object)
+
+
+def _demolished_area(gdf: pd.DataFrame, floor: np.ndarray, mode_cfg: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Renovation mode per row: (拆改结合 mask, floor area of the demolished part in m², estimated mask).
+
+    拆改结合 when ``structural_safety_ok`` is false, ``danger_grade`` is in ``partial_grades`` or
+    ``danger_floor_area_m2`` > 0 (DOMAIN.md §10.2.2 [000:19] [000:23]). The demolished area is
+    ``danger_floor_area_m2`` where given (≤ ``floor_area_m2``, else LayerError), otherwise ``floor_area_m2`` × the
+    grade's ``demolish_share`` (``ungraded`` for an unsafe compound without a C/D grade), marked estimated.
+    Comprehensive compounds have 0.
+    """
+    grade = _danger_grades(gdf, list(mode_cfg["grades"]))
+    given = _numeric(gdf, "danger_floor_area_m2", lo=0)
+    over = np.flatnonzero(given > floor)  # NaN compares False
+    if over.size:
+        pos = int(over[0])
+        raise LayerError(f"{LAYER} {_row_label(gdf, pos)}, field 'danger_floor_area_m2': {given[pos]:g} m² is more "
+                         f"than the compound's floor_area_m2 {floor[pos]:g} m²")
+    graded = pd.Series(grade).isin(mode_cfg["partial_grades"]).to_numpy(dtype=bool)
+    partial = _flag(gdf, "structural_safety_ok", value=False) | graded | (given > 0)
+    shares = mode_cfg["demolish_share"]
+    share = pd.Series(grade).map(lambda g: shares.get(g, np.nan)).to_numpy(dtype=float)
+    share = np.where(graded, share, float(shares["ungraded"]))
+    estimated = partial & np.isnan(given)
+    area = np.where(~partial, 0.0, np.where(estimated, floor * share, given))
+    return partial, area, estimated
+
+
+def _priority(gdf: pd.DataFrame, rates: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """``Σ weight × value`` over ``[priority.weights]`` (rates 0–1, yes/no 1/0; not given = 0)."""
+    score = np.zeros(len(gdf))
+    for fld, w in weights.items():
+        value = rates[fld] if fld in rates else (
+            _numeric(gdf, fld, lo=0, hi=1) if fld.startswith("consent_rate") else _flag(gdf, fld).astype(float))
+        score = score + float(w) * np.nan_to_num(value, nan=0.0)
+    return score
+
+
 # ---------------------------------------------------------------------------------------------- screen
 def screen(
     compounds: gpd.GeoDataFrame,
@@ -387,7 +487,16 @@ def screen(
     Hard exclusions (``X-…``) on ``is_self_built``, ``is_urban_village``, ``in_expropriation_plan``,
     ``planned_demolish_rebuild``, ``in_shantytown_plan`` and ``last_renovation_year`` within the last
     ``recent_renovation_years`` of ``year``; consent below ``min_consent`` (2/3) → ``C-CONSENT`` (deferred),
-    only where ``consent_rate`` is given. An absent optional column means "not given".
+    only where ``consent_rate_renovation`` (or the older ``consent_rate``) is given; the Dezhou 90 % tests on
+    ``consent_rate_illegal_removal`` (``C-CONSENT-ILLEGAL-REMOVAL``) and ``consent_rate_property_mgmt``
+    (``C-CONSENT-PROPERTY-MGMT``) [004:58], where given; ``consent_failed_zh`` says which test failed, with the
+    rate and threshold. An absent optional column means "not given".
+
+    Renovation mode ([renovation_mode] of the rules file, DOMAIN.md §10.2.2): 拆改结合 when
+    ``structural_safety_ok`` is false, ``danger_grade`` is C or D, or ``danger_floor_area_m2`` > 0; the
+    demolished part (``danger_floor_area_m2``, else ``floor_area_m2`` × the grade's default share, note
+    ``N-DEMOLISH-AREA-ESTIMATED``) is left out of the cost [000:23]. ``priority_score`` = Σ weight × value of
+    ``[priority.weights]`` (consent rates, 业委会, 维修资金) for compounds not excluded.
 
     Content classes: basic always, extra classes by era band of the build year ([classes] in the rules file;
     Fenggang bands [003:25]). Cost per class = ``floor_area_m2`` × incremental unit cost of the class
@@ -399,15 +508,19 @@ def screen(
     rules : overrides of ``[settings]`` (e.g. ``{"primary_cutoff_year": 2006, "min_consent": 0.9}``) and
         ``classes``; unknown keys raise :class:`ConfigError`.
     costs : unit-cost overrides per class, CNY per m² of floor area (see :func:`cost_table`).
-    year : reference year for "renovated in the last N years"; default: ``reference_year`` of the rules file,
-        or the current year when that is 0.
+    year : the plan year every date rule counts back from ("renovated in the last N years": excluded when
+        ``last_renovation_year > year − recent_renovation_years``); default: ``reference_year`` of the settings
+        (``data/eligibility.toml``, a fixed year; plan.toml ``[eligibility] reference_year``) — never today's date.
 
     Returns
     -------
     A new GeoDataFrame (input row order) with added columns ``eligible`` (bool), ``eligibility`` (status:
     eligible / verify / secondary_candidate / deferred / excluded), ``eligibility_zh``, ``reasons``
-    (``;``-joined rule ids), ``era_band``, ``renovation_mode`` (综合改造 / 拆改结合), ``renovation_classes``
-    (e.g. ``基础;完善``), ``cost_basic_cny``, ``cost_improve_cny``, ``cost_upgrade_cny`` and ``cost_cny`` (CNY).
+    (``;``-joined rule ids), ``era_band``, ``renovation_mode`` (``comprehensive`` / ``partial_demolition``),
+    ``renovation_mode_zh`` (综合改造 / 拆改结合), ``consent_failed_zh`` (empty unless deferred),
+    ``priority_score``, ``renovation_classes`` (e.g. ``基础;完善``), ``demolished_floor_area_m2`` (m² left out of
+    the cost), ``cost_basic_cny``, ``cost_improve_cny``, ``cost_upgrade_cny``, ``cost_cny`` (CNY, of the floor
+    area less the demolished part) and ``cost_demolished_excluded_cny`` (what the demolished part would cost).
 
     Examples
     --------
@@ -425,14 +538,16 @@ def screen(
     _check_ids(compounds)
     n = len(compounds)
     if year is None:
-        year = s["reference_year"] or datetime.date.today().year
+        year = s["reference_year"]
 
     build = _numeric(compounds, "build_year")
     floor = _numeric(compounds, "floor_area_m2", lo=0)
-    consent = _numeric(compounds, "consent_rate", lo=0, hi=1)
+    rates = _consent_rates(compounds)
+    consent = rates["consent_rate_renovation"]
     last_reno = _numeric(compounds, "last_renovation_year")
     _numeric(compounds, "households", lo=0)
-    unsafe = _flag(compounds, "structural_safety_ok", value=False)
+    mode_cfg = cfg["renovation_mode"]
+    partial, demolished, demolish_estimated = _demolished_area(compounds, floor, mode_cfg)
 
     known = ~np.isnan(build)
     unknown = ~known
@@ -455,17 +570,20 @@ def screen(
         masks[rid] = _flag(compounds, field)
     masks["X-RECENT-RENOVATION"] = recent
     masks["C-CONSENT"] = low_consent
+    for rid, (col, key) in list(_CONSENT_RULES.items())[1:]:
+        masks[rid] = ~np.isnan(rates[col]) & (np.nan_to_num(rates[col], nan=1.0) < s[key] - _CONSENT_EPS)
     for rid in s["disabled_rules"]:
         masks[rid] = np.zeros(n, dtype=bool)
 
     excluded = np.logical_or.reduce([m for rid, m in masks.items() if rid.startswith("X-")])
-    deferred = masks["C-CONSENT"] & ~excluded
+    deferred = np.logical_or.reduce([masks[rid] for rid in _CONSENT_RULES]) & ~excluded
     open_ = ~excluded & ~deferred
     candidate = open_ & (secondary | (unknown & (policy == "secondary")))
     eligible = open_ & (primary | (unknown & (policy in ("verify", "eligible"))))
     # notes only where they matter: compounds still in (or near) scope
     notes = {"N-CONSENT-NOT-SURVEYED": np.isnan(consent) & open_,
-             "N-PARTIAL-DEMOLITION": unsafe & ~excluded,
+             "N-PARTIAL-DEMOLITION": partial & ~excluded,
+             "N-DEMOLISH-AREA-ESTIMATED": demolish_estimated & (eligible | candidate),
              "N-FLOOR-AREA-MISSING": np.isnan(floor) & (eligible | candidate)}
     for rid, mask in notes.items():
         masks[rid] = mask & (rid not in s["disabled_rules"])
@@ -495,16 +613,26 @@ def screen(
     out["eligibility_zh"] = pd.Series(status).map({k: v["text_zh"] for k, v in cfg["status"].items()}).to_numpy()
     out["reasons"] = _join_ids(masks, n)
     out["era_band"] = band_name
-    out["renovation_mode"] = np.where(unsafe, "拆改结合", "综合改造")
+    modes = mode_cfg["modes"]
+    out["renovation_mode"] = np.where(partial, "partial_demolition", "comprehensive")
+    out["renovation_mode_zh"] = np.where(partial, modes["partial_demolition"]["text_zh"],
+                                         modes["comprehensive"]["text_zh"])
+    out["consent_failed_zh"] = np.where(deferred, _consent_failures_zh(masks, rates, s, cfg["rules"], n), "")
+    out["priority_score"] = np.where(excluded, np.nan, _priority(compounds, rates, cfg["priority"]["weights"]))
     out["renovation_classes"] = _join_ids(
         {spec["label_zh"]: needs[cls] & costed for cls, spec in table.items()}, n)
+    out["demolished_floor_area_m2"] = np.where(costed, demolished, np.nan)
+    renovated = floor - demolished  # 拆除部分不纳入改造范围及投资 [000:23]
     total = np.zeros(n)
+    excluded_cost = np.zeros(n)
     for cls, spec in table.items():
-        col = np.where(needs[cls], floor * float(spec["unit_cost_cny_m2"]), 0.0)
-        col = np.where(costed, col, np.nan)
+        unit = float(spec["unit_cost_cny_m2"])
+        col = np.where(costed, np.where(needs[cls], renovated * unit, 0.0), np.nan)
         out[spec["column"]] = col
         total = total + col
+        excluded_cost = excluded_cost + np.where(costed, np.where(needs[cls], demolished * unit, 0.0), np.nan)
     out["cost_cny"] = total
+    out["cost_demolished_excluded_cny"] = excluded_cost
     return out
 
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import __version__
+from . import __version__, eligibility
 
-__all__ = ["file_sha256", "library_versions", "run_manifest"]
+__all__ = ["file_sha256", "library_versions", "plan_year", "run_manifest"]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -69,11 +69,27 @@ def _input_files(config: Any) -> dict[str, dict[str, Any]]:
     return files
 
 
+def plan_year(config: Any) -> dict[str, Any]:
+    """The plan year every date rule of the run counted back from, and where it was set.
+
+    ``reference_year`` of the eligibility settings (plan.toml ``[eligibility] reference_year``, else the fixed
+    default of ``data/eligibility.toml``) — never today's date, so the same inputs give the same result next
+    year.
+    """
+    given = (getattr(config, "stage_settings", None) or {}).get("eligibility") or {}
+    year = eligibility.load_settings(given)["settings"]["reference_year"]
+    source = "plan.toml [eligibility] reference_year" if "reference_year" in given \
+        else "default of data/eligibility.toml [settings] reference_year"
+    return {"reference_year": int(year), "source": source,
+            "rules": "X-RECENT-RENOVATION: last_renovation_year > reference_year − recent_renovation_years",
+            "note_zh": "规划年度：近年已改造等时间规则均以此年份倒推，不随运行日期变化"}
+
+
 def run_manifest(result: Any) -> dict[str, Any]:
     """The content of ``run.json`` for a :class:`~gis_planner.plan.PlanResult`.
 
-    Inputs and their hashes, layer sources, settings as given and in effect, CRS, library versions, seconds per
-    stage, validation warnings, run messages and the size of every output layer and table.
+    Inputs and their hashes, layer sources, the plan year (:func:`plan_year`), settings as given and in effect,
+    CRS, library versions, seconds per stage, validation warnings, run messages and the size of every output layer and table.
     """
     layers, config = result.layers, result.config
     return {
@@ -82,6 +98,7 @@ def run_manifest(result: Any) -> dict[str, Any]:
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
         "inputs": _input_files(config),
         "layer_sources": layers.sources,
+        "plan_year": plan_year(config),
         "config": {"given": config.given, "effective": config.settings, "standards_overrides": config.standards},
         "crs": layers.crs.to_string() if layers.crs else None,
         "versions": library_versions(),

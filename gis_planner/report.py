@@ -294,7 +294,7 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     # 三、改造内容
     parts.append(f"<h2>{SECTIONS_ZH[2]}</h2>")
     parts.append(_table(comp.sort_values("compound_id"), [
-        ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("renovation_mode", "改造方式", "text"),
+        ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("renovation_mode_zh", "改造方式", "text"),
         ("renovation_classes", "改造类别（基础/完善/提升）", "text")]))
     prop = ctx.proposed
     parts.append("<h3>配套设施补短板（规划新增设施）</h3>")

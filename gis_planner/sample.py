@@ -22,10 +22,15 @@ LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "bounda
 
 _COMPOUND_COLUMNS = [
     "compound_id", "name", "build_year", "households", "floor_area_m2", "n_buildings", "district",
-    "subdistrict", "community", "consent_rate", "property_rights", "is_self_built", "is_urban_village",
-    "in_expropriation_plan", "planned_demolish_rebuild", "in_shantytown_plan", "last_renovation_year",
-    "structural_safety_ok", "danger_grade", "parking_existing", "estimated_fields", "osm_flags",
+    "subdistrict", "community", "consent_rate", "consent_rate_renovation", "consent_rate_illegal_removal",
+    "consent_rate_property_mgmt", "has_owners_committee", "has_maintenance_fund", "property_rights",
+    "is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild", "in_shantytown_plan",
+    "last_renovation_year", "structural_safety_ok", "danger_grade", "danger_floor_area_m2", "parking_existing",
+    "estimated_fields", "osm_flags",
 ]
+#: Survey fields the sample leaves empty (not surveyed): the analyses then use their documented defaults.
+_NOT_SURVEYED = ("consent_rate_renovation", "consent_rate_illegal_removal", "consent_rate_property_mgmt",
+                 "has_owners_committee", "has_maintenance_fund", "danger_floor_area_m2")
 _FLAGS = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
           "in_shantytown_plan"]
 _PARAMS = load_toml("sample_district.toml")
@@ -422,6 +427,8 @@ def _compounds(cfg: dict, lots: list[_Lot], roads: gpd.GeoDataFrame, boundaries:
     gdf["subdistrict"] = hit["parent"].to_numpy()
     gdf["community"] = hit["name"].to_numpy()
     gdf["last_renovation_year"] = gdf["last_renovation_year"].astype("Int64")
+    for name in _NOT_SURVEYED:
+        gdf[name] = None
     return gdf[[*_COMPOUND_COLUMNS, "geometry"]]
 
 

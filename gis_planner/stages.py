@@ -210,7 +210,9 @@ def site_facilities(compounds: gpd.GeoDataFrame, layers: Layers, graph: WalkGrap
 def balance_funding(compounds: gpd.GeoDataFrame, bundles: gpd.GeoDataFrame, layers: Layers,
                     proposed: gpd.GeoDataFrame | None, config: PlanConfig) -> FinanceStage:
     """The funding balance (:func:`finance.balance`), its sensitivity and the ledger workbook."""
-    inputs = finance.BalanceInputs(compounds, bundles, layers.projects, layers.vacant, proposed)
+    # a project within bundling's gap of a bundle is its adjacent partner (大片区统筹), never a cross-area one
+    gap_m = bundling.load_settings(_stage(config, "bundling"))["gap_m"]
+    inputs = finance.BalanceInputs(compounds, bundles, layers.projects, layers.vacant, proposed, gap_m=gap_m)
     fin = finance.balance(inputs, _stage(config, "finance"), costs=_stage(config, "costs"))
     sens = finance.sensitivity(inputs, fin.settings, base=fin)
     return FinanceStage(result=fin, sensitivity=sens, workbook=ledger_workbook(fin, sens))

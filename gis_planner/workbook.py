@@ -16,7 +16,9 @@ _BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "n_verify", "househ
                    "verify_cost_cny",
                    "facility_cost_cny", "parking_cost_cny", "total_cost_cny", "subsidy_cny", "resident_cny",
                    "revenue_npv_cny", "land_surplus_cny", "attached_project_cny", "balance_cny", "paired_cny",
-                   "unfunded_cny", "surplus_cny", "funded_ratio", "balance_mode_zh", "balance_rule"]
+                   "unfunded_cny", "surplus_cny", "funded_ratio", "lean_deficit_cny", "partner_surplus_cny",
+                   "fat_lean_ratio", "hidden_debt_flag", "hidden_debt_cny", "hidden_debt_note", "balance_mode_zh",
+                   "balance_rule"]
 _COMPOUND_COLUMNS = ["compound_id", "name", "eligibility_zh", "bundle_id", "households", "floor_area_m2", "renovation_classes",
                      "cost_cny", "subsidy_cny", "resident_cny", "revenue_npv_cny", "compound_balance_cny",
                      "self_balanced"]
@@ -160,4 +162,9 @@ XLSX_HEADERS: dict[str, str] = {
     "overridden": "已覆盖",
     "eligibility_zh": "改造资格", "n_verify": "其中待核实小区", "verify_cost_cny": "其中待核实小区改造费用(元)",
     "label_zh": "改造资格", "cost_share": "占改造费用",
+    "lean_deficit_cny": "待弥补缺口(瘦)(元)", "partner_surplus_cny": "合作项目可用收益(肥)(元)",
+    "fat_lean_ratio": "肥瘦比(合作项目收益÷缺口)", "project_surplus_cny": "项目可用收益(肥)(元)",
+    "bundle_deficit_cny": "片区缺口(瘦)(元)",
+    "hidden_debt_flag": "隐性债务风险", "hidden_debt_cny": "依赖担保/平台融资金额(元)",
+    "hidden_debt_note": "隐性债务核查说明",
 }

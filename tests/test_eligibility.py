@@ -178,9 +178,87 @@ def test_recent_renovation_window_is_configurable():
 def test_structural_safety_sets_mode_and_note():
     g = layer(build_year=[1990, 1990, 1990], structural_safety_ok=[False, True, None], consent_rate=[0.8] * 3)
     out = eligibility.screen(g, year=2024)
-    assert out["renovation_mode"].tolist() == ["拆改结合", "综合改造", "综合改造"]
-    assert reasons(out) == ["E-YEAR-PRIMARY;N-PARTIAL-DEMOLITION", "E-YEAR-PRIMARY", "E-YEAR-PRIMARY"]
+    assert out["renovation_mode"].tolist() == ["partial_demolition", "comprehensive", "comprehensive"]
+    assert out["renovation_mode_zh"].tolist() == ["拆改结合", "综合改造", "综合改造"]
+    assert reasons(out) == ["E-YEAR-PRIMARY;N-PARTIAL-DEMOLITION;N-DEMOLISH-AREA-ESTIMATED", "E-YEAR-PRIMARY",
+                            "E-YEAR-PRIMARY"]
     assert out["eligible"].all()
+
+
+def test_c_grade_excludes_demolished_area_from_cost():
+    # 1990 → 基础 400 + 完善 200 = 600 CNY/m². Floor 10,000 m² each.
+    # C0: grade C, no area given → default share 10 % → 1,000 m² out, cost 9,000 × 600 = 5,400,000.
+    # C1: grade D with 2,500 m² from the appraisal → cost 7,500 × 600 = 4,500,000.
+    # C2: grade B, safe → comprehensive, full 6,000,000.  C3: "c级" text is read as grade C.
+    g = layer(build_year=[1990] * 4, danger_grade=["C", "D", "B", " c级 "],
+              structural_safety_ok=[True, False, True, None],
+              danger_floor_area_m2=[None, 2_500.0, None, None], consent_rate=[0.8] * 4)
+    out = eligibility.screen(g, year=2024)
+    assert out["renovation_mode"].tolist() == ["partial_demolition", "partial_demolition", "comprehensive",
+                                               "partial_demolition"]
+    assert out["renovation_mode_zh"].tolist() == ["拆改结合", "拆改结合", "综合改造", "拆改结合"]
+    assert out["demolished_floor_area_m2"].tolist() == pytest.approx([1_000.0, 2_500.0, 0.0, 1_000.0])
+    assert out["cost_cny"].tolist() == pytest.approx([5_400_000.0, 4_500_000.0, 6_000_000.0, 5_400_000.0])
+    assert out["cost_basic_cny"].tolist()[0] == pytest.approx(3_600_000.0)
+    assert out["cost_demolished_excluded_cny"].tolist() == pytest.approx([600_000.0, 1_500_000.0, 0.0, 600_000.0])
+    assert reasons(out)[0] == "E-YEAR-PRIMARY;N-PARTIAL-DEMOLITION;N-DEMOLISH-AREA-ESTIMATED"
+    assert reasons(out)[1] == "E-YEAR-PRIMARY;N-PARTIAL-DEMOLITION"  # area given: not estimated
+
+
+def test_danger_grade_and_area_errors_name_row_and_field():
+    with pytest.raises(LayerError, match=r"compounds row 2 \(compound_id 'C1'\), field 'danger_grade': 'E' is not a "
+                                         r"danger grade \(A/B/C/D"):
+        eligibility.screen(layer(build_year=[1990] * 2, danger_grade=["C", "E"]), year=2024)
+    with pytest.raises(LayerError, match=r"row 1 \(compound_id 'C0'\), field 'danger_floor_area_m2': 12000 m² is more "
+                                         r"than the compound's floor_area_m2 10000 m²"):
+        eligibility.screen(layer(build_year=[1990], danger_floor_area_m2=[12_000.0]), year=2024)
+
+
+def test_ninety_percent_illegal_removal_test_defers_with_reason():
+    # C0 fails the 90 % illegal-removal test; C1 passes all three; C2 fails 2/3 and property management.
+    g = layer(build_year=[1990] * 3, consent_rate_renovation=[0.95, 0.92, 0.6],
+              consent_rate_illegal_removal=[0.85, 0.9, 0.95], consent_rate_property_mgmt=[0.93, 0.91, 0.5])
+    out = eligibility.screen(g, year=2024)
+    assert out["eligibility"].tolist() == ["deferred", "eligible", "deferred"]
+    assert out["eligible"].tolist() == [False, True, False]
+    assert reasons(out) == ["E-YEAR-PRIMARY;C-CONSENT-ILLEGAL-REMOVAL", "E-YEAR-PRIMARY",
+                            "E-YEAR-PRIMARY;C-CONSENT;C-CONSENT-PROPERTY-MGMT"]
+    assert out["consent_failed_zh"].tolist() == [
+        "拆违拆临意愿同意率不足90%，暂缓改造或撤出本年度改造计划（C-CONSENT-ILLEGAL-REMOVAL：85% < 90%）",
+        "",
+        "居民改造意愿户数不足2/3，暂缓改造（C-CONSENT：60% < 66.67%）；"
+        "物业管理意愿同意率不足90%，暂缓改造或撤出本年度改造计划（C-CONSENT-PROPERTY-MGMT：50% < 90%）"]
+    assert np.isnan(out["cost_cny"].iloc[0]) and out["cost_cny"].iloc[1] == pytest.approx(6_000_000.0)
+    # the thresholds are data: a plan can lower the 90 % rule, or switch a test off
+    out = eligibility.screen(g, {"min_consent_illegal_removal": 0.8}, year=2024)
+    assert out["eligibility"].tolist()[0] == "eligible"
+    out = eligibility.screen(g, {"disabled_rules": ["C-CONSENT-ILLEGAL-REMOVAL"]}, year=2024)
+    assert out["eligibility"].tolist()[0] == "eligible"
+    with pytest.raises(ConfigError, match=r"eligibility.min_consent_property_mgmt: must be a finite number ≥ 0 and "
+                                          r"≤ 1, got 1.5"):
+        eligibility.load_settings({"min_consent_property_mgmt": 1.5})
+
+
+def test_old_consent_rate_is_the_renovation_rate():
+    g = layer(build_year=[1990] * 3, consent_rate=[0.6, 0.8, None], consent_rate_renovation=[None, 0.8, 0.6])
+    out = eligibility.screen(g, year=2024)
+    assert out["eligibility"].tolist() == ["deferred", "eligible", "deferred"]
+    assert reasons(out)[0] == reasons(out)[2] == "E-YEAR-PRIMARY;C-CONSENT"
+    g = layer(build_year=[1990, 1990], consent_rate=[0.8, 0.7], consent_rate_renovation=[0.8, 0.9])
+    with pytest.raises(LayerError, match=r"row 2 \(compound_id 'C1'\), field 'consent_rate_renovation': 0.9 "
+                                         r"contradicts consent_rate 0.7"):
+        eligibility.screen(g, year=2024)
+
+
+def test_readiness_raises_priority():
+    # weights (eligibility.toml [priority.weights]): renovation 1.0, illegal removal 0.5, 业委会 0.5, 维修资金 0.5
+    g = layer(build_year=[1990] * 4, consent_rate_renovation=[0.8] * 4,
+              has_owners_committee=[False, True, True, None], has_maintenance_fund=[False, False, True, None],
+              consent_rate_illegal_removal=[None, None, None, 0.9], in_expropriation_plan=[False] * 3 + [True])
+    out = eligibility.screen(g, year=2024)
+    score = out["priority_score"].tolist()
+    assert score[:3] == pytest.approx([0.8, 1.3, 1.8])
+    assert np.isnan(score[3])  # excluded: no priority
 
 
 def test_classes_and_cost_by_era_band():
@@ -306,7 +384,7 @@ def test_load_settings_merges_and_checks_rules_and_costs():
     assert cfg["classes"]["unknown"] == ["basic"]
     assert cfg["costs"]["upgrade"]["unit_cost_cny_m2"] == 250.0
     assert cfg["costs"]["upgrade"]["source"] == "plan.toml override"
-    assert set(cfg) == {"settings", "rules", "classes", "status", "costs"}
+    assert set(cfg) == {"settings", "rules", "classes", "status", "costs", "renovation_mode", "priority"}
     with pytest.raises(ConfigError, match="eligibility: unknown setting 'cutoff'"):
         eligibility.load_settings({"cutoff": 2000})
     with pytest.raises(ConfigError, match="costs.basic: expected a number"):
@@ -314,3 +392,48 @@ def test_load_settings_merges_and_checks_rules_and_costs():
     # the bundled data is never changed by a caller
     cfg["settings"]["min_consent"] = 0.1
     assert eligibility.load_settings()["settings"]["min_consent"] > 0.6
+
+
+# ------------------------------------------------------------------------ date rules relative to the plan year
+def test_recent_renovation_counts_back_from_the_reference_year_not_today(monkeypatch):
+    """Renovated in 2021, 5-year rule: excluded when 2021 > year − 5, i.e. for 2025 (2021 > 2020) but not for
+    2027 (2021 ≤ 2022); the default is the fixed reference_year of the data file, whatever today's date is."""
+    g = layer(build_year=[1990], consent_rate=[0.9],
+              last_renovation_year=pd.array([2021], dtype="Int64"))
+    in_2025 = eligibility.screen(g, {"reference_year": 2025})
+    in_2027 = eligibility.screen(g, {"reference_year": 2027})
+    assert in_2025["reasons"].iloc[0] == "E-YEAR-PRIMARY;X-RECENT-RENOVATION"
+    assert not in_2025["eligible"].iloc[0] and in_2025["eligibility"].iloc[0] == "excluded"
+    assert in_2027["reasons"].iloc[0] == "E-YEAR-PRIMARY" and in_2027["eligible"].iloc[0]
+    # the explicit year= argument counts the same way
+    assert eligibility.screen(g, year=2025)["reasons"].iloc[0] == "E-YEAR-PRIMARY;X-RECENT-RENOVATION"
+
+    # the default is a fixed year in data, not today's: a clock set to 2040 changes nothing
+    default_year = eligibility.load_settings()["settings"]["reference_year"]
+    assert default_year == 2026
+
+    class _Future(__import__("datetime").date):
+        @classmethod
+        def today(cls):
+            return cls(2040, 1, 1)
+
+    before = eligibility.screen(g)
+    monkeypatch.setattr("datetime.date", _Future)
+    after = eligibility.screen(g)
+    # 2021 > 2026 − 5 = 2021 is false: the compound is in scope under the default plan year, now and in 2040
+    assert before["reasons"].tolist() == after["reasons"].tolist() == ["E-YEAR-PRIMARY"]
+
+
+def test_reference_year_zero_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match=r"eligibility\.reference_year: 0 .*plan year.*reference_year = 2026"):
+        eligibility.load_settings({"reference_year": 0})
+
+
+def test_run_json_states_the_plan_year():
+    from gis_planner.config import load_config
+    from gis_planner.manifest import plan_year
+
+    given = plan_year(load_config({"eligibility": {"reference_year": 2027}}))
+    assert given["reference_year"] == 2027 and given["source"] == "plan.toml [eligibility] reference_year"
+    default = plan_year(load_config({}))
+    assert default["reference_year"] == 2026 and "data/eligibility.toml" in default["source"]

@@ -808,3 +808,92 @@ def test_every_proposal_cost_is_a_ledger_line():
     assigned = r.proposed.set_index("facility_id")
     assert assigned["bundle_rule"].to_dict() == {"F1": "parcel", "F2": "district", "F3": "served"}
     assert "区级统筹 district line: 1 proposed facilities" in r.summary_text()
+
+
+# ------------------------------------------------------- 肥瘦 ratio, hidden debt, no pairing inside the gap
+def _hand_own_balance() -> float:
+    """B1's own balance before projects (see test_hand_computed_bundle_ledger): −6,655,106.47 CNY."""
+    return -11_000_000 + 2_350_000 + 800_000 + (18_450 + 200_000) * AF_5_3 + 600_000
+
+
+def test_fat_lean_ratio_by_hand():
+    c, b, p, v, f = hand_layers()
+    r = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
+    lean = -_hand_own_balance()                               # 6,655,106.47
+    row = r.bundles.iloc[0]
+    assert row["lean_deficit_cny"] == pytest.approx(6_655_106.47, abs=0.01)
+    # partners: P1 adjacent (surplus 5 M) and P2 cross-area (surplus 10 M), each counted whole
+    assert row["partner_surplus_cny"] == pytest.approx(15_000_000)
+    assert row["fat_lean_ratio"] == pytest.approx(15_000_000 / lean) == pytest.approx(2.2539, abs=1e-4)
+    pair = r.pairings.set_index("project_id").loc["P2"]
+    assert pair["project_surplus_cny"] == 10_000_000 and pair["bundle_deficit_cny"] == pytest.approx(lean)
+    assert pair["fat_lean_ratio"] == pytest.approx(10_000_000 / lean) == pytest.approx(1.5026, abs=1e-4)
+    # a bundle with no deficit has nothing lean to pair: ratio NaN, not 0 or ∞
+    rich = finance.balance(finance.BalanceInputs(c, b, p, v, f), {**HAND, "facility_income": {"market": 5e6}})
+    assert rich.bundles["lean_deficit_cny"].item() == 0 and np.isnan(rich.bundles["fat_lean_ratio"].item())
+    # the ledger workbook shows both, with Chinese headers
+    sheets, headers = workbook.ledger_workbook(r)
+    assert "fat_lean_ratio" in sheets["片区资金平衡"].columns and "fat_lean_ratio" in sheets["跨片区组合"].columns
+    assert headers["fat_lean_ratio"] == "肥瘦比(合作项目收益÷缺口)"
+
+
+def test_no_cross_area_pairing_inside_the_adjacency_gap():
+    c, b, _, v, f = hand_layers()
+    # the only surplus project lies 23 m from B1 (x 233 vs the bundle's edge at 210) but is not in its
+    # project_ids (bundling attached it to a nearer bundle, or to none)
+    b = b.assign(project_ids=None)
+    near = gpd.GeoDataFrame({"project_id": ["PX"], "kind": ["old_factory"], "name": ["近旁厂区"],
+                             "net_revenue_cny": [10_000_000.0]}, geometry=[shapely.box(233, 0, 260, 100)], crs=CRS)
+    r = finance.balance(finance.BalanceInputs(c, b, near, v, f), HAND)          # bundling's gap_m: 30 m
+    assert len(r.pairings) == 0
+    assert r.bundles["balance_mode"].item() == "government_led"
+    assert r.bundles["unfunded_cny"].item() == pytest.approx(-_hand_own_balance())
+    arcs = finance.pairing_arcs(b, near)
+    assert arcs["distance_m"].item() == pytest.approx(23.0) and not arcs["allowed"].item()
+    assert arcs["excluded_reason"].item().startswith("相邻项目：距片区30m以内，属大片区统筹，不作跨片区组合")
+    assert "adjacency gap" in arcs["excluded_reason"].item()
+    # the bundling gap of the plan decides: with gap_m = 20 the project is 3 m beyond it and pairs across areas
+    r20 = finance.balance(finance.BalanceInputs(c, b, near, v, f, gap_m=20.0), HAND)
+    assert r20.pairings[finance.PAIRING_COLUMNS].values.tolist() == [
+        ["B1", "PX", pytest.approx(-_hand_own_balance(), abs=0.01), pytest.approx(23.0)]]
+    assert finance.pairing_arcs(b, near, gap_m=20.0)["allowed"].item()
+
+
+def test_sample_district_pairs_nothing_inside_the_gap(sample_result):
+    from gis_planner import bundling
+
+    _, _, r = sample_result
+    gap = bundling.load_settings()["gap_m"]
+    assert len(r.pairings) and (r.pairings["distance_m"] > gap).all()
+    # B029 used to pair "non-adjacent" with P2 at 23 m
+    assert not ((r.pairings["bundle_id"] == "B029") & (r.pairings["project_id"] == "P2")).any()
+
+
+def test_hidden_debt_flag_for_guaranteed_or_platform_money():
+    c, b, p, v, f = hand_layers()
+    clean = finance.balance(finance.BalanceInputs(c, b, p, v, f), HAND)
+    assert not clean.bundles["hidden_debt_flag"].item() and clean.bundles["hidden_debt_note"].item() == ""
+    # P2 (the cross-area partner) is financing-platform money: the bundle relies on it for 1,655,106.47
+    platform = p.assign(kind=["old_factory", "platform_financing", "city_construction"])
+    r = finance.balance(finance.BalanceInputs(c, b, platform, v, f), HAND)
+    row = r.bundles.iloc[0]
+    assert bool(row["hidden_debt_flag"]) and row["hidden_debt_cny"] == pytest.approx(1_655_106.47, abs=0.01)
+    assert row["hidden_debt_note"] == ("资金平衡依赖政府担保或融资平台资金：P2(platform_financing) 165.5万元；"
+                                       "须调整，不得新增地方政府隐性债务")
+    # an adjacent government-guaranteed partner counts too (P1, 5 M); P3 loses money and funds nothing
+    guaranteed = p.assign(kind=["government_guaranteed", "land_sale", "platform_financing"])
+    row = finance.balance(finance.BalanceInputs(c, b, guaranteed, v, f), HAND).bundles.iloc[0]
+    assert bool(row["hidden_debt_flag"]) and row["hidden_debt_cny"] == pytest.approx(5_000_000)
+    # a funding rule named in hidden_debt_funding_rules: 5 % of the basic class (6 M) = 300,000
+    loan = {"platform_loan": {"name_zh": "平台贷款", "kind": "subsidy", "basis": "cost_share", "rate": 0.05,
+                              "classes": ["basic"]}}
+    row = finance.balance(finance.BalanceInputs(c, b, p, v, f),
+                          {**HAND, "funding": {**HAND["funding"], **loan},
+                           "hidden_debt_funding_rules": ["platform_loan"]}).bundles.iloc[0]
+    assert bool(row["hidden_debt_flag"]) and row["hidden_debt_cny"] == pytest.approx(300_000)
+    assert "平台贷款 30.0万元" in row["hidden_debt_note"]
+    with pytest.raises(ConfigError, match=r"hidden_debt_funding_rules: unknown funding rule\(s\) \['nope'\]"):
+        finance.load_settings({"hidden_debt_funding_rules": ["nope"]})
+    sheets, headers = workbook.ledger_workbook(r)
+    assert sheets["片区资金平衡"]["hidden_debt_flag"].tolist() == [True]
+    assert headers["hidden_debt_flag"] == "隐性债务风险"

@@ -117,3 +117,25 @@ def test_build_year_as_float_text():
     gdf = _compounds(compound_id=["a"], name=["a"], build_year=["1995.0"], households=[1], floor_area_m2=[1.0])
     out, problems = validate_layer(gdf, "compounds", current_year=2026)
     assert problems == [] and out["build_year"].tolist() == [1995]
+
+
+def test_consent_survey_readiness_and_demolition_fields_have_chinese_aliases():
+    gdf = _compounds(小区编号=["C1"], 小区名称=["幸福小区"], 建成年代=[1990], 户数=[120], 建筑面积=[9000.0],
+                     改造意愿同意率=["92%"], 拆违拆临意愿同意率=["85%"], 物业管理意愿同意率=[0.95],
+                     业委会=["是"], 维修资金=["否"], 危房等级=["C"], 危房面积=[1200.0])
+    out, problems = validate_layer(gdf, "compounds", source="t.gpkg", current_year=2026)
+    assert problems == []
+    row = out.iloc[0]
+    assert (row.consent_rate_renovation, row.consent_rate_illegal_removal, row.consent_rate_property_mgmt) == (
+        0.92, 0.85, 0.95)
+    assert (row.has_owners_committee, row.has_maintenance_fund) == (True, False)
+    assert (row.danger_grade, row.danger_floor_area_m2) == ("C", 1200.0)
+
+
+def test_illegal_removal_rate_as_whole_percent_is_an_error():
+    gdf = _compounds(compound_id=["C1"], name=["a"], build_year=[1990], households=[1], floor_area_m2=[1.0],
+                     consent_rate_illegal_removal=[85])
+    _, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert [p.severity for p in problems] == ["error"]
+    assert problems[0].message.endswith("row 1 (id=C1): consent_rate_illegal_removal 85 is above 1 — looks like a "
+                                       "percentage; give 0–1 or write it as '85%'")

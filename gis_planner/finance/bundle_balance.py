@@ -21,7 +21,7 @@ from gis_planner.finance.projects import (
     attached_losses,
     project_pool,
 )
-from gis_planner.finance.settings import MODES, FinanceSettings
+from gis_planner.finance.settings import MODES, FinanceSettings, hidden_debt_text
 from gis_planner.finance.sources import (
     CompoundBalance,
     CostItems,
@@ -35,7 +35,7 @@ from gis_planner.finance.sources import (
     total_of_kind,
 )
 
-__all__ = ["BundleBalance", "BundleSources", "balance_bundles"]
+__all__ = ["BundleBalance", "BundleSources", "balance_bundles", "fat_lean_ratio", "hidden_debt"]
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,90 @@ def _mode_rules(bundle_ids: list[str], modes: np.ndarray, sources: BundleSources
     return rules
 
 
+def fat_lean_ratio(deficit: pd.Series, allocation: Allocation, surplus: pd.Series) -> pd.DataFrame:
+    """The 肥瘦 ratio of each bundle (DOMAIN.md §10.2.6): its partners' surplus ÷ its deficit.
+
+    Parameters
+    ----------
+    deficit : per bundle (indexed by bundle id), the 瘦 part: cost not covered by subsidies, contributions,
+        operating revenue and land (before projects), CNY ≥ 0.
+    allocation : where project money went (adjacent and cross-area partners).
+    surplus : per project id, its surplus available for balancing (the 肥 part), CNY.
+
+    Returns
+    -------
+    DataFrame indexed by bundle id: ``lean_deficit_cny``, ``partner_surplus_cny`` (Σ surplus of the distinct
+    projects that fund the bundle, adjacent and cross-area, each counted whole even when it is shared) and
+    ``fat_lean_ratio`` = partner surplus ÷ deficit (NaN without a deficit: nothing lean to pair). ≥ 1: the fat
+    partners could cover the lean part alone; the amounts actually used are ``attached_project_cny`` and
+    ``paired_cny``.
+    """
+    pairs = pd.concat([allocation.attached[["bundle_id", "project_id"]], allocation.cross[["bundle_id", "project_id"]]],
+                      ignore_index=True).drop_duplicates()
+    fat = pairs["project_id"].map(surplus).fillna(0.0).to_numpy(float) if len(pairs) else np.zeros(0)
+    partner = pd.Series(fat, dtype=float).groupby(pairs["bundle_id"].to_numpy()).sum().reindex(
+        deficit.index, fill_value=0.0)
+    lean = deficit.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(lean.to_numpy() > TOLERANCE_CNY, partner.to_numpy() / lean.to_numpy(), np.nan)
+    return pd.DataFrame({"lean_deficit_cny": lean.to_numpy(), "partner_surplus_cny": partner.to_numpy(),
+                         "fat_lean_ratio": ratio}, index=deficit.index)
+
+
+def hidden_debt(members: Members, lines: list[FundingLine], allocation: Allocation, projects: pd.DataFrame,
+                settings: FinanceSettings) -> pd.DataFrame:
+    """The "no hidden debt" check (不新增隐性债务, DOMAIN.md §6, §10.2.6) of each bundle.
+
+    A bundle is flagged when its balance uses money (> 0.5 CNY) from a revenue project whose kind is in
+    ``hidden_debt_project_kinds`` (government-guaranteed or platform financing), adjacent or cross-area, or from a
+    funding rule in ``hidden_debt_funding_rules`` (options of ``data/finance.toml``).
+
+    Returns
+    -------
+    DataFrame indexed by bundle id: ``hidden_debt_cny`` (that money, CNY), ``hidden_debt_flag`` (bool) and
+    ``hidden_debt_note`` (``[hidden_debt] text_zh`` naming each source and amount; "" when not flagged).
+    """
+    options, bundle_ids = settings.options, members.bundle_ids
+    parts: list[pd.DataFrame] = []
+    kinds = set(options.hidden_debt_project_kinds)
+    used = pd.concat([allocation.attached, allocation.cross], ignore_index=True)
+    if kinds and len(used) and len(projects):
+        kind = used["project_id"].map(projects.set_index("project_id")["project_kind"])
+        risky = used[kind.isin(kinds).to_numpy() & (used["amount_cny"] > TOLERANCE_CNY).to_numpy()]
+        risky = risky.groupby(["bundle_id", "project_id"], as_index=False)["amount_cny"].sum()
+        label = risky["project_id"] + "(" + risky["project_id"].map(
+            projects.set_index("project_id")["project_kind"]) + ")"
+        parts.append(pd.DataFrame({"bundle_id": risky["bundle_id"], "label": label,
+                                   "amount_cny": risky["amount_cny"]}))
+    rules = options.hidden_debt_funding_rules
+    for rule in rules:
+        spec = settings.funding[rule]
+        items = {f"fund_{rule}", *(f"fund_{rule}_{part}" for part in (spec.split or {}))}
+        for line in lines:
+            if line.item in items:
+                amount = members.per_bundle(line.amounts)
+                amount = amount[amount > TOLERANCE_CNY]
+                parts.append(pd.DataFrame({"bundle_id": amount.index, "label": line.item_zh,
+                                           "amount_cny": amount.to_numpy()}))
+    found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"bundle_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
+         "amount_cny": pd.Series(dtype=float)})
+    total = found.groupby("bundle_id")["amount_cny"].sum().reindex(bundle_ids, fill_value=0.0)
+    text = hidden_debt_text()["text_zh"]
+    found["words"] = found["label"] + " " + found["amount_cny"].map(format_wan)
+    words = found.sort_values(["bundle_id", "label"], kind="stable").groupby("bundle_id")["words"].agg("、".join)
+    flag = total.to_numpy() > TOLERANCE_CNY
+    notes = words.reindex(bundle_ids).to_numpy(object)
+    return pd.DataFrame({"hidden_debt_cny": total.to_numpy(), "hidden_debt_flag": flag,
+                         "hidden_debt_note": [text.format(items=w) if f else ""
+                                              for f, w in zip(flag, notes, strict=True)]},
+                        index=pd.Index(bundle_ids))
+
+
 def _bundles_table(members: Members, land: LandUse, sources: BundleSources, allocation: Allocation,
                    modes: np.ndarray, rules: list[str], bundle_units: pd.Series | None,
-                   settings: FinanceSettings) -> gpd.GeoDataFrame:
-    """The bundles with their balance columns (CNY), mode and rule."""
+                   settings: FinanceSettings, ratio: pd.DataFrame, debt: pd.DataFrame) -> gpd.GeoDataFrame:
+    """The bundles with their balance columns (CNY), mode and rule, 肥瘦 ratio and hidden-debt flag."""
     bundle_ids, total_cost, unfunded = members.bundle_ids, sources.total_cost, allocation.unfunded_cny
     out = members.bundles.copy()
     out["facility_cost_cny"] = land.bundle_facilities.groupby("bundle_id")["build_cost_cny"].sum().reindex(
@@ -196,6 +276,9 @@ def _bundles_table(members: Members, land: LandUse, sources: BundleSources, allo
     out["balance_mode"] = modes
     out["balance_mode_zh"] = [settings.modes[m].name_zh for m in modes]
     out["balance_rule"] = rules
+    for frame in (ratio, debt):
+        for column in frame.columns:
+            out[column] = frame[column].reindex(bundle_ids).to_numpy()
     if bundle_units is not None:
         out["pairing_unit"] = out["bundle_id"].map(bundle_units).to_numpy()
     return out
@@ -215,13 +298,16 @@ def balance_bundles(inputs: BalanceInputs, settings: FinanceSettings,
     lines = funding_lines(costs, settings)                                         # 2. funding rules
     common_income = compound_common_income_npv(members, settings, annuity)         # 3. operating revenue
     compounds = compound_balance(costs, lines, common_income, members.n_members)
-    pool = project_pool(members, inputs.projects, settings, arcs_memo)              # 5. projects
+    pool = project_pool(members, inputs.projects, settings, arcs_memo, inputs.gap_m)  # 5. projects
     losses = attached_losses(pool, settings)
     sources = _bundle_sources(members, land, costs, lines, common_income, losses)  # 4. land (in land_use)
     deficit = (-sources.before_projects).clip(lower=0.0)
     allocation = allocate_projects(deficit, pool, settings)                        # 5.–6. adjacent, pairing
     modes = _balance_modes(sources, allocation)                                    # 7. modes
     rules = _mode_rules(members.bundle_ids, modes, sources, allocation, settings)
-    bundles = _bundles_table(members, land, sources, allocation, modes, rules, pool.bundle_units, settings)
+    ratio = fat_lean_ratio(deficit, allocation, pool.surplus)                      # 肥瘦 ratio
+    debt = hidden_debt(members, lines, allocation, pool.projects, settings)        # 不新增隐性债务
+    bundles = _bundles_table(members, land, sources, allocation, modes, rules, pool.bundle_units, settings,
+                             ratio, debt)
     return BundleBalance(members, land, costs, lines, compounds, pool, losses, sources, allocation, modes,
                          bundles, annuity)

@@ -37,12 +37,15 @@ class FinanceResult:
     ----------
     bundles : bundles with balance columns (``total_cost_cny, subsidy_cny, resident_cny, revenue_npv_cny,
         land_surplus_cny, attached_project_cny, balance_cny, paired_cny, unfunded_cny, surplus_cny,
-        balance_mode, balance_mode_zh, balance_rule, funded, funded_ratio`` …).
+        balance_mode, balance_mode_zh, balance_rule, funded, funded_ratio`` …), the 肥瘦 ratio
+        (``lean_deficit_cny, partner_surplus_cny, fat_lean_ratio``) and the 不新增隐性债务 check
+        (``hidden_debt_cny, hidden_debt_flag, hidden_debt_note``).
     compounds : the compounds with the in-compound balance (``subsidy_cny, resident_cny, revenue_npv_cny,
         compound_balance_cny, self_balanced``) — NaN outside bundles.
     ledger : one row per bundle (or compound) × line item; ``amount_cny`` > 0 money in, < 0 money out; every
         bundle's and every compound's lines sum to zero (the ``residual`` line is the unfunded gap).
-    pairings : cross-area pairings ``bundle_id, project_id, amount_cny, distance_m`` + project and unit columns.
+    pairings : cross-area pairings ``bundle_id, project_id, amount_cny, distance_m`` + project and unit columns
+        and the pair's 肥瘦 ratio (``project_surplus_cny, bundle_deficit_cny, fat_lean_ratio``).
     pairings_layer : the pairings as LineStrings from the bundle's representative point to the project's.
     allocations : every project → bundle amount, adjacent (``kind = attached``) and cross-area.
     projects : each revenue project's surplus and where it went.
@@ -163,10 +166,19 @@ def _projects_used(bundle_balance: BundleBalance) -> pd.DataFrame:
 
 
 def _pairings_table(bundle_balance: BundleBalance, projects: pd.DataFrame) -> pd.DataFrame:
-    """The cross-area pairs with the project's kind and name (and both units with ``same_unit``)."""
+    """The cross-area pairs with the project's kind and name (and both units with ``same_unit``) and the 肥瘦
+    ratio of each pair: the project's surplus available ÷ the bundle's deficit before projects (NaN without one)."""
     info = projects.set_index("project_id") if len(projects) else pd.DataFrame()
     pairings = bundle_balance.allocation.cross.copy()
     pairings["kind"] = "cross_area"
+    lean = bundle_balance.bundles.set_index("bundle_id")["lean_deficit_cny"]
+    fat = bundle_balance.pool.surplus
+    pairings["project_surplus_cny"] = pairings["project_id"].map(fat).astype(float).to_numpy()
+    pairings["bundle_deficit_cny"] = pairings["bundle_id"].map(lean).astype(float).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pairings["fat_lean_ratio"] = np.where(pairings["bundle_deficit_cny"] > TOLERANCE_CNY,
+                                              pairings["project_surplus_cny"] / pairings["bundle_deficit_cny"],
+                                              np.nan)
     if len(info):
         pairings["project_kind"] = pairings["project_id"].map(info["project_kind"])
         pairings["project_name"] = pairings["project_id"].map(info["project_name"])

@@ -32,6 +32,9 @@ class BalanceInputs:
     proposed : proposed facilities (``facility_id, parcel_id, facility_type, build_cost_cny``; an optional
         ``land_cost_cny`` is added to the cost), or None; each goes to the bundle its parcel is attached to (the
         first by ``bundle_id`` if several), else to none.
+    gap_m : the adjacency gap ``bundling.bundle`` used (plan.toml ``[bundling] gap_m``), metres: projects within
+        it of a bundle are adjacent partners, never cross-area ones; None = ``gap_m`` of
+        ``bundling.load_settings()``.
     """
 
     compounds: gpd.GeoDataFrame
@@ -39,6 +42,7 @@ class BalanceInputs:
     projects: gpd.GeoDataFrame | None = None
     vacant: gpd.GeoDataFrame | None = None
     proposed: gpd.GeoDataFrame | None = None
+    gap_m: float | None = None
 
     def check(self) -> None:
         """Raise :class:`LayerError` naming the first layer that lacks a column the balance needs."""

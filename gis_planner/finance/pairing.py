@@ -16,6 +16,7 @@ import shapely
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from gis_planner import bundling
 from gis_planner.finance.inputs import split_ids
 from gis_planner.finance.settings import default_options
 
@@ -65,6 +66,7 @@ def pairing_arcs(
     same_unit: str | None = None,
     bundle_units: pd.Series | None = None,
     project_units: pd.Series | None = None,
+    gap_m: float | None = None,
 ) -> pd.DataFrame:
     """Every bundle × project pair with its straight-line distance and whether cross-area pairing may use it.
 
@@ -81,17 +83,23 @@ def pairing_arcs(
     same_unit : ``"none"`` or the unit (``district``/``subdistrict``/``community``) both must share; None =
         ``same_unit`` of ``[options]`` in ``data/finance.toml``.
     bundle_units, project_units : the unit value per ``bundle_id`` / ``project_id`` when ``same_unit`` is set.
+    gap_m : the adjacency gap the bundles were made with, metres: a project within it of a bundle (distance
+        ≤ ``gap_m``) is an adjacent partner (大片区统筹, even when bundling attached it to a nearer bundle) and
+        never a cross-area partner; None = ``gap_m`` of ``bundling.load_settings()``.
 
     Returns
     -------
     DataFrame ``bundle_id, project_id, distance_m, attached, same_unit, allowed, excluded_reason`` (one row per
-    pair, sorted). ``attached`` pairs are 大片区统筹 partners and never cross-area partners.
+    pair, sorted). ``attached`` pairs and pairs within ``gap_m`` are 大片区统筹 partners and never cross-area
+    partners (``excluded_reason`` says which, in Chinese and English).
     """
     cols = ["bundle_id", "project_id", "distance_m", "attached", "same_unit", "allowed", "excluded_reason"]
     if max_distance_m is None:
         max_distance_m = default_options().max_distance_m
     if same_unit is None:
         same_unit = default_options().same_unit
+    if gap_m is None:
+        gap_m = float(bundling.load_settings()["gap_m"])
     if projects is None or not len(projects) or not len(bundles):
         return pd.DataFrame({"bundle_id": pd.Series(dtype=object), "project_id": pd.Series(dtype=object),
                              "distance_m": pd.Series(dtype=float), "attached": pd.Series(dtype=bool),
@@ -126,8 +134,12 @@ def pairing_arcs(
     else:
         out["same_unit"] = True
     too_far = (out["distance_m"] > max_distance_m) if max_distance_m else np.zeros(len(out), dtype=bool)
-    reason = np.select([out["attached"], ~out["same_unit"], too_far],
-                       ["attached (大片区统筹)", f"different {same_unit}", f"farther than {max_distance_m:g} m"],
+    adjacent = out["distance_m"].to_numpy() <= gap_m
+    reason = np.select([out["attached"], adjacent, ~out["same_unit"], too_far],
+                       ["attached (大片区统筹)",
+                        f"相邻项目：距片区{gap_m:g}m以内，属大片区统筹，不作跨片区组合 (within the {gap_m:g} m "
+                        "adjacency gap: an adjacent partner, not cross-area)",
+                        f"different {same_unit}", f"farther than {max_distance_m:g} m"],
                        default="")
     out["allowed"] = reason == ""
     out["excluded_reason"] = reason

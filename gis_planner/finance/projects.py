@@ -75,7 +75,7 @@ def _pairing_units(members: Members, projects: gpd.GeoDataFrame,
 
 
 def project_pool(members: Members, projects: gpd.GeoDataFrame | None, settings: FinanceSettings,
-                 arcs_memo: dict | None = None) -> ProjectPool:
+                 arcs_memo: dict | None = None, gap_m: float | None = None) -> ProjectPool:
     """Projects with their surplus or loss and attached bundles, and the arcs of the pairing.
 
     Parameters
@@ -85,6 +85,8 @@ def project_pool(members: Members, projects: gpd.GeoDataFrame | None, settings: 
     settings : ``project_surplus_share``, ``revenue_factor`` and the pairing options.
     arcs_memo : a dict kept between calls on the same layers (sensitivity scenarios): arcs by
         ``(max_distance_m, same_unit)``, computed once.
+    gap_m : the bundling gap (metres; None = bundling's setting): projects within it are never cross-area
+        partners (:func:`~gis_planner.finance.pairing_arcs`).
     """
     if projects is None or not len(projects):
         return ProjectPool(pd.DataFrame(columns=_PROJECT_COLUMNS),
@@ -97,7 +99,8 @@ def project_pool(members: Members, projects: gpd.GeoDataFrame | None, settings: 
         arcs = arcs_memo[key]
     else:
         arcs = pairing_arcs(members.bundles, projects, max_distance_m=options.max_distance_m,
-                            same_unit=options.same_unit, bundle_units=bundle_units, project_units=project_units)
+                            same_unit=options.same_unit, bundle_units=bundle_units, project_units=project_units,
+                            gap_m=gap_m)
         if arcs_memo is not None:
             arcs_memo[key] = arcs
     net = numeric_column(projects, "net_revenue_cny")

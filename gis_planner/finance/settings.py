@@ -30,6 +30,7 @@ __all__ = [
     "assumptions_table",
     "cost_classes",
     "default_options",
+    "hidden_debt_text",
     "facility_names",
     "finance_settings",
     "load_settings",
@@ -188,6 +189,9 @@ class Options:
     land_sale_owner_types : owner types whose vacant parcels may be sold.
     land_sale_excluded_kinds : parcel kinds never sold.
     parking_kinds : parcel kinds on which a surface car park may be built.
+    hidden_debt_project_kinds : project kinds whose money relies on government guarantees or platform financing
+        (不新增隐性债务): a bundle using it is flagged.
+    hidden_debt_funding_rules : funding rule keys of such money, flagged the same way.
     """
 
     one_to_one: bool
@@ -200,6 +204,8 @@ class Options:
     land_sale_owner_types: tuple[str, ...]
     land_sale_excluded_kinds: tuple[str, ...]
     parking_kinds: tuple[str, ...]
+    hidden_debt_project_kinds: tuple[str, ...] = ()
+    hidden_debt_funding_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,6 +297,12 @@ def _bundled() -> FinanceSettings:
 def default_options() -> Options:
     """The ``[options]`` of ``data/finance.toml`` as bundled (what a function called alone falls back to)."""
     return _bundled().options
+
+
+@cache
+def hidden_debt_text() -> FrozenMap:
+    """``[hidden_debt]`` of ``data/finance.toml``: ``name_zh``, the note template ``text_zh`` ({items}), ``source``."""
+    return FrozenMap(load_toml("finance.toml")["hidden_debt"])
 
 
 @cache
@@ -492,6 +504,10 @@ def _check(settings: FinanceSettings) -> None:
         raise ConfigError("finance.max_distance_m must be ≥ 0 (0 = no limit)")
     if options.flow_unit_cny < 1:
         raise ConfigError("finance.flow_unit_cny must be a whole number ≥ 1")
+    unknown_rules = [r for r in options.hidden_debt_funding_rules if r not in settings.funding]
+    if unknown_rules:
+        raise ConfigError(f"finance.hidden_debt_funding_rules: unknown funding rule(s) {unknown_rules}; "
+                          f"known: {', '.join(settings.funding)}")
 
 
 # -------------------------------------------------------------------------------------- assumptions
