@@ -284,6 +284,14 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     parts.append(_table(problems.sort_values("compound_id"), [
         ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("n_missing", "缺失类型数", "int"),
         ("missing", "缺失设施", "text"), ("reasons", "筛选依据代码", "text")]))
+    rates = [("consent_rate", "改造意愿同意率"), ("consent_rate_renovation", "改造意愿同意率"),
+             ("consent_rate_illegal_removal", "拆违拆临意愿同意率"), ("consent_rate_property_mgmt", "物业管理意愿同意率")]
+    surveyed = [(c, h, "pct") for c, h in rates if c in comp.columns and comp[c].notna().any()]
+    if surveyed:  # 居民意愿调查: only the rates that were surveyed
+        parts.append("<h3>居民意愿调查</h3>")
+        parts.append(_table(comp.sort_values("compound_id"), [
+            ("compound_id", "编号", "text"), ("name", "小区名称", "text"), *surveyed,
+            ("priority_score", "实施准备优先度", "float"), ("consent_failed_zh", "未达标的意愿条件", "text")]))
     cov = _table_of(result, "coverage_by_bundle")
     if cov is not None and "bundle_id" in cov.columns:
         c = cov[cov["bundle_id"].astype(str) == str(bundle_id)]
@@ -295,7 +303,9 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     parts.append(f"<h2>{SECTIONS_ZH[2]}</h2>")
     parts.append(_table(comp.sort_values("compound_id"), [
         ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("renovation_mode_zh", "改造方式", "text"),
-        ("renovation_classes", "改造类别（基础/完善/提升）", "text")]))
+        ("renovation_classes", "改造类别（基础/完善/提升）", "text"),
+        ("demolished_floor_area_m2", "拆除部分建筑面积(m²)", "int"),
+        ("cost_demolished_excluded_cny", "拆除部分不计改造投资(万元)", "wan")]))
     prop = ctx.proposed
     parts.append("<h3>配套设施补短板（规划新增设施）</h3>")
     if prop is None:

@@ -20,6 +20,7 @@ _BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "n_verify", "househ
                    "fat_lean_ratio", "hidden_debt_flag", "hidden_debt_cny", "hidden_debt_note", "balance_mode_zh",
                    "balance_rule"]
 _COMPOUND_COLUMNS = ["compound_id", "name", "eligibility_zh", "bundle_id", "households", "floor_area_m2", "renovation_classes",
+                     "renovation_mode_zh", "demolished_floor_area_m2", "cost_demolished_excluded_cny", "priority_score",
                      "cost_cny", "subsidy_cny", "resident_cny", "revenue_npv_cny", "compound_balance_cny",
                      "self_balanced"]
 
@@ -160,6 +161,8 @@ XLSX_HEADERS: dict[str, str] = {
     "unfunded_share": "缺口占成本", "note": "说明", "base": "基准情景", "flipped": "模式变化", "flipped_in": "变化情景",
     "group": "分组", "key": "参数", "value": "取值", "unit": "单位", "source": "来源", "verified": "已核实",
     "overridden": "已覆盖",
+    "renovation_mode_zh": "改造方式", "demolished_floor_area_m2": "拆除部分建筑面积(m²)",
+    "cost_demolished_excluded_cny": "拆除部分不计改造投资(元)", "priority_score": "实施准备优先度",
     "eligibility_zh": "改造资格", "n_verify": "其中待核实小区", "verify_cost_cny": "其中待核实小区改造费用(元)",
     "label_zh": "改造资格", "cost_share": "占改造费用",
     "lean_deficit_cny": "待弥补缺口(瘦)(元)", "partner_surplus_cny": "合作项目可用收益(肥)(元)",

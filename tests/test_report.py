@@ -63,3 +63,32 @@ def test_static_map_png_has_cjk_font(run, tmp_path):
     png = report.static_bundle_map(result, bid, tmp_path / "b.png", dpi=80)
     img = image.imread(png)
     assert img[..., :3].std() > 0.05 and len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 20
+
+
+def test_report_and_ledger_show_demolition_and_the_consent_survey(tmp_path):
+    """A C-grade compound's demolished part and a surveyed 90 % rate reach the bundle report and the ledger."""
+    import geopandas as gpd
+    import pandas as pd
+    import pyogrio
+
+    from gis_planner import Plan
+    from gis_planner.io import write_layers
+
+    sample = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
+    layers = {name: gpd.read_file(sample, layer=name) for name in pyogrio.list_layers(sample)[:, 0]}
+    comp = layers["compounds"]
+    comp["consent_rate_illegal_removal"] = np.where(comp["compound_id"] == "C003", 0.95, np.nan)
+    path = write_layers(layers, tmp_path / "layers.gpkg")
+    result = Plan(str(path), map={"enabled": False, "reports": False}).run(tmp_path / "out")
+    out = result.outputs["compounds"].set_index("compound_id")
+    bundle = out.at["C003", "bundle_id"]
+    html = report.bundle_report_html(result, bundle)
+    assert "居民意愿调查" in html and "拆违拆临意愿同意率" in html and ">95%<" in html
+    graded = out[(out["danger_grade"] == "C") & out["bundle_id"].notna()]
+    cid = graded.index[0]
+    html_c = report.bundle_report_html(result, graded.at[cid, "bundle_id"])
+    assert "拆除部分建筑面积(m²)" in html_c and "拆改结合" in html_c
+    sheet = pd.read_excel(tmp_path / "out" / "ledger.xlsx", sheet_name="小区收支").set_index("小区编号")
+    assert sheet.at[cid, "改造方式"] == out.at[cid, "renovation_mode_zh"]
+    assert sheet.at[cid, "拆除部分建筑面积(m²)"] == pytest.approx(out.at[cid, "demolished_floor_area_m2"], abs=1)
+    assert out.at[cid, "demolished_floor_area_m2"] == pytest.approx(0.10 * out.at[cid, "floor_area_m2"])
