@@ -465,20 +465,17 @@ def _fill_2sfca(tables: dict[str, pd.DataFrame], compounds: gpd.GeoDataFrame, st
     if acc is None or not len(acc):
         return compounds
     types = sorted(acc["facility_type"].unique())
-    have = set(zip(acc["compound_id"], acc["facility_type"], strict=True))
-    ids = compounds["compound_id"].astype(str).to_numpy()
-    hh = pd.to_numeric(compounds["households"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    ft = standards.facility_types
-    rows = []
-    for t in types:
-        missing = np.array([(i, t) not in have for i in ids], dtype=bool)
-        if missing.any():
-            ratio = float(ft.at[t, "capacity_per_1000_households"])
-            rows.append(pd.DataFrame({"compound_id": ids[missing], "facility_type": t,
-                                      "demand": hh[missing] * ratio / 1000.0, "access_2sfca": 0.0,
-                                      "n_facilities": 0}))
-    if rows:
-        acc = pd.concat([acc, *rows], ignore_index=True)
+    every = pd.MultiIndex.from_product([compounds["compound_id"].astype(str).to_numpy(), types],
+                                       names=["compound_id", "facility_type"]).to_frame(index=False)
+    missing = every.merge(acc[["compound_id", "facility_type"]], how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    if len(missing):
+        hh = pd.to_numeric(compounds["households"], errors="coerce").fillna(0.0)
+        hh.index = compounds["compound_id"].astype(str).to_numpy()
+        ratio = standards.facility_types.loc[missing["facility_type"], "capacity_per_1000_households"].to_numpy(float)
+        rows = missing.assign(demand=hh.reindex(missing["compound_id"]).to_numpy() * ratio / 1000.0,
+                              access_2sfca=0.0, n_facilities=0)
+        acc = pd.concat([acc, rows], ignore_index=True)
         acc["n_facilities"] = acc["n_facilities"].astype(int)
         tables["access_2sfca"] = acc
     out = compounds

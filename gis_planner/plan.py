@@ -27,6 +27,7 @@ from . import stages
 from ._errors import ConfigError
 from .config import PlanConfig, load_config
 from .finance import MODES, FinanceResult
+from .finance import load_settings as load_finance_settings
 from .io import atomic_path, read_layers, write_csv, write_layers, write_xlsx
 from .manifest import run_manifest
 from .network import WalkGraph
@@ -129,9 +130,9 @@ class PlanResult:
         if "bundles" in self.outputs and "balance_mode" in self.outputs["bundles"].columns:
             b = self.outputs["bundles"]
             counts = b["balance_mode"].value_counts()
-            for mode in MODES:
-                rows.append((f"  balance: {mode}", f"{int(counts.get(mode, 0))} bundles",
-                             self.finance.mode_name_zh(mode) if self.finance is not None else ""))
+            modes = (self.finance.settings if self.finance is not None else load_finance_settings()).modes
+            for mode in MODES:  # planners read the mode's name, never its code
+                rows.append((f"  {modes[mode].name_en}", f"{int(counts.get(mode, 0))} bundles", modes[mode].name_zh))
         if "pairings" in self.tables:
             p = self.tables["pairings"]
             amount = float(p["amount_cny"].sum()) if len(p) else 0.0

@@ -135,9 +135,12 @@ def test_finance_outputs(run_dir):
     assert "参数假设" in wb.sheetnames and "跨片区组合" in wb.sheetnames
     # the summary states how many bundles balance in each mode
     text = result.summary()
-    for mode in ("self_compound", "self_bundle", "cross_area", "government_led"):
+    names = {"self_compound": "小区内自求平衡", "self_bundle": "大片区统筹平衡", "cross_area": "跨片区组合平衡",
+             "government_led": "政府引导的多元化投入"}
+    for mode, zh in names.items():
         n = int((bundles["balance_mode"] == mode).sum())
-        assert re.search(rf"balance: {mode}\s+{n} bundles", text), text
+        assert re.search(rf"\s{n} bundles\s+{zh}", text), text
+        assert mode not in text  # the code itself never reaches the planner
 
 
 def test_siting_outputs(run_dir):
