@@ -295,9 +295,10 @@ def _field_column(columns: Sequence[str], layer: str, fld: str) -> str | None:
 
 
 def _layer_names() -> tuple[str, ...]:
-    from .schema import LAYER_NAMES
+    """The spatial layers a schema URL reads (a table layer such as ``deficits`` is mapped in plan.toml instead)."""
+    from .schema import LAYER_NAMES, TABLE_LAYERS
 
-    return LAYER_NAMES
+    return tuple(n for n in LAYER_NAMES if n not in TABLE_LAYERS)
 
 
 def _read_table(conn: Any, u: PostgisURL, table: str, layer: str | None, tables: Mapping[str, tuple[str | None, int]],

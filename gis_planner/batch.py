@@ -29,7 +29,7 @@ from . import outdir as outdirs
 from ._errors import ConfigError, LayerError
 from .config import PlanConfig, load_config
 from .plan import Plan, PlanResult, run_stages
-from .schema import Layers, ValidationReport
+from .schema import COMPOUND_PARTS, Layers, ValidationReport
 from .standards import Standards, load_standards
 
 __all__ = [
@@ -59,6 +59,7 @@ _SORT = {
     "snaps": ["ok", "layer", "feature_id", "entrance"],
     "adjacency": ["compound_a", "compound_b"],
     "bundles": ["bundle_id"],
+    "renovation_items": ["compound_id"],  # stable: each compound keeps its menu order
 }
 _ORDER_BY = {"compounds": "compound_id", "facilities": "facility_id", "vacant": "parcel_id",
              "projects": "project_id"}
@@ -238,7 +239,9 @@ def make_partitions(layers: Layers, config: PlanConfig, by: str = "subdistrict",
     owners = _owners(layers, keys)
     c = layers.compounds
     cids = c["compound_id"].astype(str).to_numpy()
-    trees = {name: shapely.STRtree(g.geometry.to_numpy()) for name, g in layers.as_dict().items()}
+    # a compound's gates, buildings and 问题清单 rows travel with it (below), wherever they lie
+    trees = {name: shapely.STRtree(g.geometry.to_numpy()) for name, g in layers.as_dict().items()
+             if name not in COMPOUND_PARTS}
     settings = _settings_hash(config, {"by": by, "halo": [net_halo, comp_halo]})
     used: set[str] = set()
     parts: list[Partition] = []
@@ -255,20 +258,23 @@ def make_partitions(layers: Layers, config: PlanConfig, by: str = "subdistrict",
         hull = shapely.convex_hull(shapely.geometrycollections(np.concatenate(geoms)))
         subset: dict[str, gpd.GeoDataFrame | None] = {}
         for name, g in layers.as_dict().items():
+            if name in COMPOUND_PARTS:
+                continue
             width = comp_halo if name == "compounds" else net_halo
             idx = np.sort(trees[name].query(shapely.buffer(hull, width), predicate="intersects"))
             if name == "compounds":
                 idx = np.union1d(idx, np.flatnonzero(mine))
             subset[name] = g.iloc[idx]
-        if subset.get("entrances") is not None:  # a compound's gates travel with it, wherever they lie
-            e = layers.entrances
-            mine_e = e["compound_id"].astype(str).isin(set(subset["compounds"]["compound_id"].astype(str)))
-            subset["entrances"] = e[mine_e.to_numpy()]
+        in_subset = set(subset["compounds"]["compound_id"].astype(str))
+        for name in COMPOUND_PARTS:
+            part = getattr(layers, name)
+            if part is not None:
+                subset[name] = part[part["compound_id"].astype(str).isin(in_subset).to_numpy()]
         report = ValidationReport(notes=[f"batch partition {key!r} ({by}): {int(mine.sum())} compounds, "
                                          f"halo {net_halo:g} m"])
         sub = Layers(**subset, report=report, sources=dict(layers.sources))
         h = hashlib.sha256(settings.encode())
-        for name in ("compounds", "vacant", "facilities", "roads", "projects", "boundaries"):
+        for name in ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "buildings", "deficits"):
             h.update(_hash_frame(subset.get(name)).encode())
         h.update(json.dumps({k: sorted(v) for k, v in own.items()}, ensure_ascii=False).encode())
         parts.append(Partition(key=str(key), slug=_slug(str(key), used), layers=sub, own=own,

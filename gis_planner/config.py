@@ -19,7 +19,7 @@ from .datafiles import load_toml
 __all__ = ["PlanConfig", "default_settings", "load_config", "setting_checks"]
 
 #: Sections whose defaults live in a stage's own data file and whose contents that stage checks.
-STAGE_SECTIONS = ("standards", "eligibility", "costs", "bundling", "siting", "finance")
+STAGE_SECTIONS = ("standards", "eligibility", "costs", "needs", "bundling", "siting", "finance")
 FREE_SECTIONS = ("layers", *STAGE_SECTIONS)
 #: The table of ``data/defaults.toml`` saying what each setting accepts (not a setting itself).
 CHECKS_TABLE = "checks"
@@ -37,7 +37,7 @@ def _check_stage_section(section: str, value: Any) -> Any:
     Every stage has one ``load_settings(overrides)`` (the standards: ``load_standards``); ``[costs]`` belongs
     to the eligibility stage.
     """
-    from . import bundling, eligibility, finance, siting, standards
+    from . import bundling, eligibility, finance, needs, siting, standards
 
     given = dict(value)
     if section == "costs":
@@ -45,6 +45,7 @@ def _check_stage_section(section: str, value: Any) -> Any:
     loaders = {
         "standards": standards.load_standards,
         "eligibility": eligibility.load_settings,
+        "needs": needs.load_settings,
         "bundling": bundling.load_settings,
         "siting": siting.load_settings,
         "finance": finance.load_settings,

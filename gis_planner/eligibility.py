@@ -18,6 +18,7 @@ __all__ = [
     "load_settings",
     "screen",
     "admit_secondary",
+    "consent_table",
     "rules_table",
     "cost_table",
     "load_rules",
@@ -700,6 +701,87 @@ def _add_reason(reasons: Any, rid: str, order: list[str]) -> str:
     """Insert ``rid`` into a ';'-joined reasons string keeping ``order`` (the rules-file order of rule ids)."""
     have = [r for r in str(reasons or "").split(";") if r] + [rid]
     return ";".join(sorted(set(have), key=lambda r: order.index(r) if r in order else len(order)))
+
+
+def consent_table(compounds: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The 意愿调查 summary (DOMAIN.md §2.4, §10.3.6): each compound's three rates against their thresholds, and
+    per bundle the compounds surveyed and passing each test with the household-weighted rate.
+
+    Parameters
+    ----------
+    compounds : screened compounds (``compound_id``; ``bundle_id``, ``name``, ``households``, the rates
+        ``consent_rate_renovation`` / ``consent_rate`` (older name), ``consent_rate_illegal_removal``,
+        ``consent_rate_property_mgmt``, ``consent_failed_zh``, ``has_owners_committee``, ``has_maintenance_fund``
+        where present). Compounds outside any bundle are listed with an empty ``bundle_id``.
+    settings : the eligibility settings (:func:`load_settings`); default the bundled ones (2/3, 90 %, 90 %).
+
+    Returns
+    -------
+    DataFrame, bundle rows (``level`` = 片区) each followed by its compounds (小区), sorted by bundle then
+    compound: ``level, bundle_id, compound_id, name, households``, then per test ``<test>_rate`` (0–1; a bundle:
+    weighted by households over its surveyed compounds), ``<test>_threshold``, ``<test>_result`` (达标 / 未达标 /
+    未调查; a bundle: ``达标 n/m``), for the tests ``renovation``, ``illegal_removal``, ``property_mgmt``; then
+    ``consent_failed_zh``, ``has_owners_committee``, ``has_maintenance_fund`` (是 / 否 / 未调查; compounds only).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> c = pd.DataFrame({"compound_id": ["a", "b"], "bundle_id": ["B1", "B1"], "households": [100, 300],
+    ...                   "consent_rate_renovation": [0.6, 0.8], "consent_rate_illegal_removal": [0.95, None]})
+    >>> t = consent_table(c)
+    >>> t[["level", "renovation_rate", "renovation_result", "illegal_removal_result"]].values.tolist()
+    [['片区', 0.75, '达标 1/2', '达标 1/1'], ['小区', 0.6, '未达标', '达标'], ['小区', 0.8, '达标', '未调查']]
+    """
+    cfg = settings if settings is not None else load_settings()
+    s = cfg["settings"] if "settings" in cfg else cfg
+    c = pd.DataFrame(compounds).copy()
+    c["compound_id"] = c["compound_id"].astype(str)
+    c["bundle_id"] = c["bundle_id"].astype(object).where(c["bundle_id"].notna(), "") if "bundle_id" in c \
+        else ""
+    c["bundle_id"] = c["bundle_id"].astype(str)
+    rates = _consent_rates(c)
+    hh = np.nan_to_num(_numeric(c, "households", lo=0), nan=0.0)
+    tests = {"renovation": ("consent_rate_renovation", s["min_consent"]),
+             "illegal_removal": ("consent_rate_illegal_removal", s["min_consent_illegal_removal"]),
+             "property_mgmt": ("consent_rate_property_mgmt", s["min_consent_property_mgmt"])}
+    rows = pd.DataFrame({"level": "小区", "bundle_id": c["bundle_id"], "compound_id": c["compound_id"],
+                         "name": c.get("name"), "households": hh})
+    agg: dict[str, Any] = {"households": ("households", "sum")}
+    for key, (col, threshold) in tests.items():
+        rate = rates[col]
+        seen = ~np.isnan(rate)
+        ok = seen & (np.nan_to_num(rate) >= threshold - _CONSENT_EPS)
+        rows[f"{key}_rate"] = rate
+        rows[f"{key}_threshold"] = threshold
+        rows[f"{key}_result"] = np.where(~seen, "未调查", np.where(ok, "达标", "未达标"))
+        rows[f"_{key}_seen"], rows[f"_{key}_ok"] = seen, ok
+        rows[f"_{key}_w"] = np.where(seen, hh, 0.0)
+        rows[f"_{key}_wr"] = np.where(seen, np.nan_to_num(rate) * hh, 0.0)
+        agg.update({f"_{key}_seen": (f"_{key}_seen", "sum"), f"_{key}_ok": (f"_{key}_ok", "sum"),
+                    f"_{key}_w": (f"_{key}_w", "sum"), f"_{key}_wr": (f"_{key}_wr", "sum")})
+    rows["consent_failed_zh"] = c["consent_failed_zh"].to_numpy() if "consent_failed_zh" in c.columns else ""
+    for col in ("has_owners_committee", "has_maintenance_fund"):  # readiness [001:791], in words
+        yes, no = _flag(c, col, value=True), _flag(c, col, value=False)
+        rows[col] = np.where(yes, "是", np.where(no, "否", "未调查"))
+    bundled = rows[rows["bundle_id"] != ""]
+    g = bundled.groupby("bundle_id").agg(**agg).reset_index()
+    bundle_rows = pd.DataFrame({"level": "片区", "bundle_id": g["bundle_id"], "compound_id": "", "name": "",
+                                "households": g["households"]})
+    for key, (_, threshold) in tests.items():
+        w = g[f"_{key}_w"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bundle_rows[f"{key}_rate"] = np.where(w > 0, g[f"_{key}_wr"].to_numpy(float) / w, np.nan)
+        bundle_rows[f"{key}_threshold"] = threshold
+        seen = g[f"_{key}_seen"].astype(int).astype(str)
+        bundle_rows[f"{key}_result"] = np.where(g[f"_{key}_seen"] > 0,
+                                                "达标 " + g[f"_{key}_ok"].astype(int).astype(str) + "/" + seen, "未调查")
+    out = pd.concat([bundle_rows, rows.drop(columns=[c for c in rows.columns if c.startswith("_")])],
+                    ignore_index=True)
+    out["_first"] = out["level"] == "片区"
+    out["_none"] = out["bundle_id"] == ""
+    out = out.sort_values(["_none", "bundle_id", "_first", "compound_id"], ascending=[True, True, False, True],
+                          kind="stable")
+    return out.drop(columns=["_first", "_none"]).reset_index(drop=True)
 
 
 def status_split(compounds: pd.DataFrame, cost_column: str = "cost_cny") -> pd.DataFrame:

@@ -24,7 +24,15 @@ import shapely
 from . import _postgis
 from ._errors import InvalidLayersError, LayerError
 from .manifest import file_sha256
-from .schema import LAYER_NAMES, Layers, ValidationReport, reproject, validate_layers
+from .schema import (
+    LAYER_NAMES,
+    TABLE_LAYERS,
+    Layers,
+    ValidationReport,
+    geometry_name,
+    reproject,
+    validate_layers,
+)
 
 __all__ = [
     "atomic_path",
@@ -290,7 +298,7 @@ def _restore_nul_text(gdf: gpd.GeoDataFrame, path: Path, layer: str | None) -> N
                 if isinstance(value, str) and "\x00" in value:
                     restored.append((row, key, value))
     elif suffix == ".gpkg":
-        restored = _gpkg_nul_text(path, layer, [c for c in gdf.columns if c != gdf.geometry.name and (
+        restored = _gpkg_nul_text(path, layer, [c for c in gdf.columns if c != geometry_name(gdf) and (
             pd.api.types.is_object_dtype(gdf[c]) or pd.api.types.is_string_dtype(gdf[c]))])
     for row, key, value in restored:
         if key in gdf.columns and row < len(gdf):
@@ -371,7 +379,8 @@ def detect_text_encoding(raw: bytes, name: str) -> str:
                      "its encoding in plan.toml")
 
 
-def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: str | None) -> gpd.GeoDataFrame:
+def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: str | None,
+              table: bool = False) -> gpd.GeoDataFrame | pd.DataFrame:
     raw = path.read_bytes()
     enc = encoding or detect_text_encoding(raw, path.name)
     try:
@@ -391,6 +400,9 @@ def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any, encoding: 
     except pd.errors.ParserError as exc:
         raise LayerError(f"{path.name}: not a well-formed CSV file: {str(exc).strip()}") from exc
     cols = list(df.columns)
+    if table:  # a table without geometry (问题清单): no coordinates to build
+        df.attrs["encoding"] = enc
+        return df
     if "geometry" in cols:
         raise LayerError(f"{path.name}: a column is called 'geometry'; rename it (the points are built from "
                          "the longitude/latitude columns)")
@@ -419,6 +431,7 @@ def read_layer(
     encoding: str | None = None,
     lon: str | None = None,
     lat: str | None = None,
+    table: bool = False,
     **filters: Any,
 ) -> gpd.GeoDataFrame:
     """Read one layer from a GeoPackage, GeoJSON, Shapefile, lon/lat CSV or PostGIS table.
@@ -432,6 +445,8 @@ def read_layer(
         systems; they are converted to WGS-84 on read.
     encoding : Shapefile/CSV text encoding; detected when omitted (``.cpg``, else UTF-8, else GBK).
     lon, lat : CSV coordinate column names (detected from lon/lng/longitude/经度 … when omitted).
+    table : the layer is a table without geometry (``deficits``): a CSV is read without coordinates and a
+        GeoPackage attribute table as it is; the result is a DataFrame.
     **filters : PostGIS only (``path`` = ``postgresql://user@host:5432/db?schema=s&table=t``): ``bbox=(xmin,
         ymin, xmax, ymax[, srid])`` and ``subdistrict=name(s)``, evaluated by the database.
 
@@ -453,7 +468,7 @@ def read_layer(
     info: dict[str, Any] = {"path": str(path), "layer": layer}
     try:
         if suffix == ".csv":
-            gdf = _read_csv(path, lon, lat, crs, encoding)
+            gdf = _read_csv(path, lon, lat, crs, encoding, table=table)
             info["encoding"] = gdf.attrs.pop("encoding")
         elif suffix == ".shp":
             _check_shapefile_parts(path)
@@ -488,6 +503,16 @@ def read_layer(
         raise LayerError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
     except shapely.errors.GEOSException as exc:
         raise LayerError(f"{label}: a geometry cannot be built: {exc}") from exc
+    if not isinstance(gdf, gpd.GeoDataFrame):  # a table: nothing to place
+        if not table:
+            raise LayerError(f"{label}: the layer has no geometry (a table); a {path.suffix} layer here must "
+                             "have one")
+        gdf.attrs["source"] = info
+        return gdf
+    if table:
+        gdf = pd.DataFrame(gdf.drop(columns=[gdf.geometry.name]))
+        gdf.attrs["source"] = info
+        return gdf
     try:
         if gdf.crs is None and crs is not None:
             gdf = gdf.set_crs(crs)
@@ -631,7 +656,7 @@ def read_layers(
             path = Path(kwargs.pop("path"))
             if path.suffix.lower() == ".gpkg":
                 kwargs.setdefault("layer", name)
-            raw[name] = read_layer(path, **kwargs)
+            raw[name] = read_layer(path, table=name in TABLE_LAYERS, **kwargs)
             sources[name] = _label(path, kwargs.get("layer"))
     elif _postgis.is_postgis_url(source):
         raw, sources, pg_notes = _postgis.read_raw_layers(str(source))
@@ -643,7 +668,7 @@ def read_layers(
                 raw[name] = None
                 continue
             layer = _folder_gpkg_layer(found[name], name) if found[name].suffix.lower() == ".gpkg" else None
-            raw[name] = read_layer(found[name], layer)
+            raw[name] = read_layer(found[name], layer, table=name in TABLE_LAYERS)
             sources[name] = _label(found[name], layer)
         report_notes.append(f"{Path(source).name}/: layer files " +
                             ", ".join(f"{n}={p.name}" for n, p in sorted(found.items())))
@@ -656,7 +681,7 @@ def read_layers(
                              f"{', '.join(LAYER_NAMES)}; map other formats layer by layer in plan.toml")
         present = set(list_gpkg_layers(path))
         for name in LAYER_NAMES:
-            raw[name] = read_layer(path, layer=name) if name in present else None
+            raw[name] = read_layer(path, layer=name, table=name in TABLE_LAYERS) if name in present else None
             sources[name] = _label(path, name)
         extra = sorted(present - set(LAYER_NAMES))
         if extra:
@@ -685,6 +710,9 @@ def read_layers(
         if compounds.crs is not None and (compounds.crs.is_geographic or metric_crs != "auto"):
             projected: dict[str, gpd.GeoDataFrame] = {}
             for n, g in cleaned.items():
+                if n in TABLE_LAYERS:
+                    projected[n] = g
+                    continue
                 projected[n] = (reproject(g, target, layer=n, source=sources.get(n) or "input",
                                           problems=report.problems)
                                 if len(g) else g.set_crs(target, allow_override=True))

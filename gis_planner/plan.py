@@ -359,7 +359,9 @@ def _publish_bundles(result: PlanResult, bundles: gpd.GeoDataFrame) -> None:
 
 
 def _run_eligibility(result: PlanResult) -> None:
-    result.outputs["compounds"] = stages.screen(result.outputs["compounds"], result.config)
+    screened = stages.screen(result.outputs["compounds"], result.config, result.layers.buildings)
+    result.outputs["compounds"], result.tables["renovation_items"] = stages.renovation_items(
+        screened, result.layers, result.config)
 
 
 def _run_coverage(result: PlanResult) -> None:
@@ -377,6 +379,8 @@ def _run_bundling(result: PlanResult) -> None:
     result.outputs["compounds"] = res.compounds
     _publish_bundles(result, res.bundles)
     result.tables["adjacency"] = res.adjacency
+    if "renovation_items" in result.tables:
+        result.tables["renovation_items"] = stages.costed_items(result.tables["renovation_items"], res.compounds)
     if not len(res.bundles):
         result.messages.append(f"bundling: no compound is eligible, so there is no bundle, ledger or pairing — "
                                f"无符合条件的改造小区: {_exclusion_reasons(res.compounds)}")
@@ -482,13 +486,14 @@ def _run_siting(result: PlanResult) -> None:
 def _run_finance(result: PlanResult) -> None:
     out = result.outputs
     res = stages.balance_funding(out["compounds"], out["bundles"], result.layers, out.get("proposed_facilities"),
-                                 result.config)
+                                 result.config, items=result.tables.get("renovation_items"))
     fin = res.result
     result.finance = fin
     out["compounds"], out["pairings"] = fin.compounds, fin.pairings_layer
     _publish_bundles(result, fin.bundles)
     result.tables["pairings"] = fin.pairings
     result.tables["finance_sensitivity"] = res.sensitivity
+    result.tables["finance_payers"] = fin.by_payer
     result.workbooks["ledger"] = res.workbook
     result.messages.append(fin.summary_text())
 

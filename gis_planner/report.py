@@ -14,9 +14,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .eligibility import load_rules, status_split
+from .eligibility import consent_table, load_rules, status_split
+from .finance.payers import payer_columns_cny, payer_labels
 from .io import atomic_path
 from .maps import eligibility_labels, facility_type_name, load_style, map_context, missing_types
+from .needs import load_menu, menu_profiles, problem_list
 
 __all__ = ["cjk_font", "static_bundle_map", "write_reports", "write_index", "bundle_report_html"]
 
@@ -279,16 +281,20 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
     n_miss, names = missing_types(comp, ctx.standards, "zh")
     problems = pd.DataFrame({"compound_id": comp["compound_id"].to_numpy(), "name": comp.get("name"),
                              "n_missing": n_miss, "missing": names.to_numpy(),
-                             "reasons": comp.get("reasons")})
+                             "reasons": _reasons_zh(comp.get("reasons"))})
     parts.append("<h3>生活圈设施覆盖缺口（现状）</h3>")
     parts.append(_table(problems.sort_values("compound_id"), [
         ("compound_id", "编号", "text"), ("name", "小区名称", "text"), ("n_missing", "缺失类型数", "int"),
-        ("missing", "缺失设施", "text"), ("reasons", "筛选依据代码", "text")]))
+        ("missing", "缺失设施", "text"), ("reasons", "筛选依据", "text")]))
+    parts.append(_problem_list_html(result, comp, bundle_id))
     rates = [("consent_rate", "改造意愿同意率"), ("consent_rate_renovation", "改造意愿同意率"),
              ("consent_rate_illegal_removal", "拆违拆临意愿同意率"), ("consent_rate_property_mgmt", "物业管理意愿同意率")]
+    if "consent_rate_renovation" in comp.columns and comp["consent_rate_renovation"].notna().any():
+        rates = rates[1:]  # the older single-rate name holds the same rate: one column
     surveyed = [(c, h, "pct") for c, h in rates if c in comp.columns and comp[c].notna().any()]
     if surveyed:  # 居民意愿调查: only the rates that were surveyed
         parts.append("<h3>居民意愿调查</h3>")
+        parts.append(_consent_summary_html(comp))
         parts.append(_table(comp.sort_values("compound_id"), [
             ("compound_id", "编号", "text"), ("name", "小区名称", "text"), *surveyed,
             ("priority_score", "实施准备优先度", "float"), ("consent_failed_zh", "未达标的意愿条件", "text")]))
@@ -332,6 +338,7 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
             parts.append("<h3>设施覆盖改造前后对比（全区）</h3>")
         else:
             parts.append("<h3>设施覆盖改造前后对比</h3>")
+        ba = _tier_rows_named(ba)
         parts.append(_table(ba, [("name_zh", "设施类型", "text"), ("tier_name_zh", "生活圈层级", "text"),
                                  ("households_covered_before", "覆盖户数（前）", "int"),
                                  ("households_covered_after", "覆盖户数（后）", "int"),
@@ -339,11 +346,9 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
                                  ("rate_households_after", "覆盖率（后）", "pct")]))
     # 四、投资估算与资金筹措
     parts.append(f"<h2>{SECTIONS_ZH[3]}</h2>")
-    parts.append(_kv([("估算总投资(万元)", _wan(row.get("cost_cny"))),
-                      ("其中：基础类(万元)", _wan(comp["cost_basic_cny"].sum()) if "cost_basic_cny" in comp else "—"),
-                      ("完善类(万元)", _wan(comp["cost_improve_cny"].sum()) if "cost_improve_cny" in comp else "—"),
-                      ("提升类(万元)", _wan(comp["cost_upgrade_cny"].sum()) if "cost_upgrade_cny" in comp else "—"),
-                      *_status_cost_rows(comp)]))
+    parts.append(_kv([("估算总投资(万元)", _wan(row.get("cost_cny"))), *_status_cost_rows(comp)]))
+    parts.append(_class_cost_html(comp))
+    parts.append(_payer_html(result, bundle_id))
     if "balance_mode" in b.columns or "balance_mode_zh" in b.columns:
         parts.append("<h3>资金平衡</h3>")
         parts.append(_kv([("资金平衡模式", _e(row.get("balance_mode_zh", row.get("balance_mode")))),
@@ -431,6 +436,123 @@ def _is_verify(comp: pd.DataFrame) -> np.ndarray:
     if "eligibility" not in comp.columns:
         return np.zeros(len(comp), dtype=bool)
     return comp["eligibility"].eq("verify").to_numpy(bool)
+
+
+def _reasons_zh(reasons: pd.Series | None) -> pd.Series | None:
+    """``;``-joined rule ids → their Chinese texts (``eligibility.toml``), one per line; unknown ids as given."""
+    if reasons is None:
+        return None
+    texts = {rid: spec.get("text_zh", rid) for rid, spec in load_rules()["rules"].items()}
+    return reasons.fillna("").astype(str).map(
+        lambda r: "；".join(texts.get(x, x) for x in r.split(";") if x))
+
+
+def _tier_rows_named(table: pd.DataFrame) -> pd.DataFrame:
+    """Before/after rows: the per-tier totals (no facility type) named 各类设施合计 and listed after the types,
+    tiers from the 5-minute circle outwards."""
+    t = table.copy()
+    total = t["name_zh"].isna() | (t["name_zh"].astype(str) == "")
+    t.loc[total, "name_zh"] = "各类设施合计"
+    t["_total"] = total.to_numpy()
+    order = {"5min": 0, "10min": 1, "15min": 2, "block": 3}
+    t["_tier"] = t.get("tier", pd.Series(index=t.index, dtype=object)).map(order).fillna(9)
+    return t.sort_values(["_total", "_tier"], kind="stable").drop(columns=["_total", "_tier"])
+
+
+def _problem_list_html(result: Any, comp: pd.DataFrame, bundle_id: str) -> str:
+    """问题清单: the bundle's renovation items summed over its compounds (quantity, compounds, cost, 调查 or 估算),
+    then each compound's list in one line (DOMAIN.md §10.2.3)."""
+    items = _table_of(result, "renovation_items")
+    if items is None or "compound_id" not in items.columns:
+        return ""
+    mine = items[items["compound_id"].astype(str).isin(set(comp["compound_id"].astype(str)))]
+    if not len(mine):
+        return '<h3>问题清单</h3><p class="note">（本片区无改造分项）</p>'
+    keys = pd.concat([load_menu(p)["item"] for p in menu_profiles()]).drop_duplicates()
+    menu_order = {k: i for i, k in enumerate(keys)}  # the menu's order (基础·主体, 基础·配套, 完善, 提升)
+    mine = mine.assign(_order=mine["item"].map(menu_order), _est=mine["estimated"].astype(bool))
+    listed = problem_list(mine.drop(columns=["_order", "_est"])).merge(
+        mine.groupby("item").agg(_order=("_order", "first"), n_est=("_est", "sum")), on="item")
+    listed = listed.groupby(["item"], sort=False).agg(
+        item_zh=("item_zh", "first"), class_zh=("class_zh", "first"), part_zh=("part_zh", "first"),
+        unit_zh=("unit_zh", "first"), quantity=("quantity", "sum"), n_compounds=("compound_id", "nunique"),
+        cost_cny=("cost_cny", "sum"), n_est=("n_est", "first"), order=("_order", "first")).reset_index()
+    listed = listed.sort_values("order", kind="stable")
+    listed["source_zh"] = np.select(
+        [listed["n_est"] == 0, listed["n_est"] >= listed["n_compounds"]], ["调查", "按规则估算"],
+        default=listed["n_est"].astype(int).astype(str) + "/" + listed["n_compounds"].astype(str) + " 个小区估算")
+    listed["class_part"] = listed["class_zh"] + np.where(listed["part_zh"].astype(str) != "",
+                                                         "·" + listed["part_zh"].astype(str), "")
+    n_est = int(mine["estimated"].sum())
+    note = (f'<p class="note">共 {len(mine)} 项（小区×分项），其中 {n_est} 项工程量按规则估算（※，'
+            "依据见 renovation_items.csv 的 basis_zh 列），其余为现场调查数量。</p>")
+    per = comp.sort_values("compound_id")
+    per_table = _table(per, [("compound_id", "编号", "text"), ("name", "小区名称", "text"),
+                             ("problem_list_zh", "问题清单（※ 估算）", "text")]) if "problem_list_zh" in per else ""
+    return ("<h3>问题清单（改造分项及工程量）</h3>" + note + _table(listed, [
+        ("item_zh", "改造分项", "text"), ("class_part", "类别", "text"), ("quantity", "工程量", "int"),
+        ("unit_zh", "单位", "text"), ("n_compounds", "涉及小区数", "int"), ("cost_cny", "投资(万元)", "wan"),
+        ("source_zh", "数量来源", "text")]) + "<h3>各小区问题清单</h3>" + per_table)
+
+
+def _consent_summary_html(comp: pd.DataFrame) -> str:
+    """意愿调查 summary of the bundle (:func:`eligibility.consent_table`): per test, the threshold (2/3 [003:21];
+    90 % [004:58]), the compounds surveyed and passing, and the household-weighted rate."""
+    t = consent_table(comp)
+    row = t[t["level"] == "片区"]
+    if not len(row):
+        return ""
+    r = row.iloc[0]
+    tests = [("renovation", "改造意愿"), ("illegal_removal", "拆违拆临意愿"), ("property_mgmt", "物业管理意愿")]
+    summary = pd.DataFrame([{"test": label, "threshold": r[f"{k}_threshold"], "result": r[f"{k}_result"],
+                             "rate": r[f"{k}_rate"]} for k, label in tests])
+    return "<h4>片区汇总</h4>" + _table(summary, [
+        ("test", "调查事项", "text"), ("threshold", "达标线", "pct"), ("result", "达标小区/已调查小区", "text"),
+        ("rate", "同意率（按户数加权）", "pct")])
+
+
+def _class_cost_html(comp: pd.DataFrame) -> str:
+    """投资估算 by class with the basic class split into 主体改造修缮 and 配套基础设施 (可研批复要求 [001:237]),
+    and the per-m² index estimate beside it for a cross-check."""
+    def total(col: str) -> float:
+        return float(pd.to_numeric(comp[col], errors="coerce").sum()) if col in comp.columns else np.nan
+
+    whole = total("cost_cny")
+    rows = [("基础类", total("cost_basic_cny")), ("　其中：主体改造修缮", total("cost_basic_main_cny")),
+            ("　　　　配套基础设施", total("cost_basic_infra_cny")), ("完善类", total("cost_improve_cny")),
+            ("提升类", total("cost_upgrade_cny")), ("合计", whole)]
+    t = pd.DataFrame(rows, columns=["class_zh", "cost_cny"])
+    t["share"] = t["cost_cny"] / whole if whole else np.nan
+    html_ = "<h3>分类投资估算</h3>" + _table(t, [("class_zh", "类别", "text"), ("cost_cny", "投资(万元)", "wan"),
+                                            ("share", "占比", "pct")])
+    index = total("cost_index_cny")
+    if not np.isnan(index) and index > 0:
+        html_ += (f'<p class="note">按分项工程量估算；按建筑面积指标（costs.toml，元/m²）估算为 {_wan(index)} 万元，'
+                  f"分项估算为其 {whole / index * 100:.0f}%。</p>")
+    return html_
+
+
+def _payer_html(result: Any, bundle_id: str) -> str:
+    """资金筹措 by payer of the bundle (central, provincial, city, district, residents, utilities, property-rights
+    units, social capital, sector funds and the gap left to the bundle balance): its row of ``finance_payers``
+    (:func:`finance.payer_table`, DOMAIN.md §10.2.7)."""
+    payers = _table_of(result, "finance_payers")
+    if payers is None or not {"level", "bundle_id"} <= set(payers.columns):
+        return ""
+    mine = payers[(payers["level"] == "bundle") & (payers["bundle_id"].astype(str) == str(bundle_id))]
+    if not len(mine):
+        return ""
+    labels = payer_labels()
+    row = mine.iloc[0]
+    total = float(row["total_cost_cny"])
+    cols = [c for c in payer_columns_cny() if c.endswith("_cny") and c != "total_cost_cny"]
+    t = pd.DataFrame({"payer_zh": [labels[c] for c in cols], "amount_cny": [float(row[c]) for c in cols]})
+    t = t[t["amount_cny"].abs() > 0.5]
+    t = pd.concat([t, pd.DataFrame({"payer_zh": ["合计（总投资，含新建设施、停车场）"], "amount_cny": [total]})])
+    t["share"] = t["amount_cny"] / total if total else np.nan
+    return ("<h3>资金筹措（按出资主体）</h3>" + _table(t, [("payer_zh", "出资主体", "text"),
+                                                   ("amount_cny", "金额(万元)", "wan"), ("share", "占总投资", "pct")])
+            + '<p class="note">待平衡缺口由片区内收益、跨片区组合平衡或政府统筹解决（见下节资金平衡）。</p>')
 
 
 def _status_rows(comp: pd.DataFrame) -> list[tuple[str, str]]:

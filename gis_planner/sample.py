@@ -18,19 +18,19 @@ from gis_planner.io import write_layers
 
 __all__ = ["make_sample_district", "write_sample_district", "LAYER_NAMES"]
 
-LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries")
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "buildings", "deficits")
 
 _COMPOUND_COLUMNS = [
     "compound_id", "name", "build_year", "households", "floor_area_m2", "n_buildings", "district",
     "subdistrict", "community", "consent_rate", "consent_rate_renovation", "consent_rate_illegal_removal",
     "consent_rate_property_mgmt", "has_owners_committee", "has_maintenance_fund", "property_rights",
     "is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild", "in_shantytown_plan",
-    "last_renovation_year", "structural_safety_ok", "danger_grade", "danger_floor_area_m2", "parking_existing",
-    "estimated_fields", "osm_flags",
+    "last_renovation_year", "structural_safety_ok", "danger_grade", "danger_floor_area_m2", "floors", "n_units",
+    "utility_assets_owner", "parking_existing", "estimated_fields", "osm_flags",
 ]
-#: Survey fields the sample leaves empty (not surveyed): the analyses then use their documented defaults.
-_NOT_SURVEYED = ("consent_rate_renovation", "consent_rate_illegal_removal", "consent_rate_property_mgmt",
-                 "has_owners_committee", "has_maintenance_fund", "danger_floor_area_m2")
+#: Survey fields the sample leaves empty (not surveyed): the analyses then use their documented defaults
+#: (the demolished area of a C-grade compound without a buildings survey is the grade's default share).
+_NOT_SURVEYED = ("danger_floor_area_m2",)
 _FLAGS = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
           "in_shantytown_plan"]
 _PARAMS = load_toml("sample_district.toml")
@@ -429,7 +429,112 @@ def _compounds(cfg: dict, lots: list[_Lot], roads: gpd.GeoDataFrame, boundaries:
     gdf["last_renovation_year"] = gdf["last_renovation_year"].astype("Int64")
     for name in _NOT_SURVEYED:
         gdf[name] = None
+    gdf = _survey_fields(gdf, cfg)
     return gdf[[*_COMPOUND_COLUMNS, "geometry"]]
+
+
+def _survey_fields(gdf: gpd.GeoDataFrame, cfg: dict) -> gpd.GeoDataFrame:
+    """The 意愿调查 rates, readiness, storeys, stairwells and utility-asset owners ([survey] of the TOML).
+
+    Drawn from a random stream of their own (seeded by ``[survey] seed``), so adding them left every earlier
+    attribute of the sample unchanged. Compounds with a renovation consent rate were surveyed: they get the
+    other two rates (Dezhou 三项意愿 [004:58]) and the readiness fields; ``[survey.overrides]`` plants the cases the
+    demo shows (a compound failing the 90 % illegal-removal test, one failing the property-management test).
+    """
+    sv = cfg["survey"]
+    rng = np.random.default_rng(sv["seed"])
+    n = len(gdf)
+    old = (gdf["build_year"] < _OLD_CUTOFF).to_numpy()
+    surveyed = gdf["consent_rate"].notna().to_numpy()
+    out = gdf.copy()
+    out["consent_rate_renovation"] = out["consent_rate"]
+    for col, (mean, sd, lo, hi) in sv["rates"].items():
+        draw = np.clip(rng.normal(mean, sd, n), lo, hi).round(3)
+        out[col] = np.where(surveyed, draw, np.nan)
+    for col, (p_old, p_new) in sv["readiness"].items():
+        draw = rng.random(n) < np.where(old, p_old, p_new)
+        out[col] = pd.array(np.where(surveyed, draw, False), dtype="boolean")
+        out.loc[~surveyed, col] = pd.NA
+    lo_old, hi_old = sv["floors_walkup"]
+    lo_new, hi_new = sv["floors_modern"]
+    floors = np.where(old, rng.integers(lo_old, hi_old + 1, n), rng.integers(lo_new, hi_new + 1, n))
+    out["floors"] = floors.astype(int)
+    units = rng.integers(sv["units_per_building"][0], sv["units_per_building"][1] + 1, n)
+    out["n_units"] = (out["n_buildings"].to_numpy(int) * units).astype(int)
+    owners = list(sv["utility_owners_walkup"])
+    draw = rng.random(n)
+    cum = np.cumsum([w for _, w in owners])
+    pick = np.array([owners[min(int(np.searchsorted(cum, d, side="right")), len(owners) - 1)][0] for d in draw])
+    work_unit = out["property_rights"].isin(sv["work_unit_rights"]).to_numpy()
+    out["utility_assets_owner"] = np.where(~old, sv["utility_owner_modern"],
+                                           np.where(work_unit, "产权单位", pick))
+    by_id = out.set_index("compound_id", drop=False)
+    for cid, fields in sv.get("overrides", {}).items():
+        if cid not in by_id.index:
+            raise ValueError(f"sample_district.toml [survey.overrides]: no compound {cid!r}")
+        for col, value in fields.items():
+            out.loc[out["compound_id"] == cid, col] = value
+    return out
+
+
+def _split_int(total: int, weights: np.ndarray) -> np.ndarray:
+    """``total`` split in proportion to ``weights`` as whole numbers that add up to it (largest remainder)."""
+    raw = total * weights / weights.sum()
+    out = np.floor(raw).astype(int)
+    out[np.argsort(-(raw - out), kind="stable")[: total - out.sum()]] += 1
+    return out
+
+
+def _buildings(cfg: dict, compounds: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """楼栋 footprints of the compounds of ``[buildings] communities`` (a surveyed 社区).
+
+    Each compound's ``n_buildings`` slabs (depth ``depth_m``) are laid in rows inside its red line, the floor area,
+    households and stairwells shared between them so that they add up to the compound's. A C-grade compound has
+    one C-grade building (the one demolished under 拆改结合); walk-ups have no elevator and a share of them cannot
+    take one (``infeasible_share``: no room for the shaft or the neighbours' light).
+    """
+    bc = cfg["buildings"]
+    rng = np.random.default_rng(bc["seed"])
+    rows = []
+    chosen = compounds[compounds["community"].isin(bc["communities"])].sort_values("compound_id")
+    for c in chosen.itertuples():
+        n = int(c.n_buildings)
+        floors = np.clip(int(c.floors) + rng.integers(-1, 2, n), 1, None)
+        weights = floors * rng.uniform(0.8, 1.2, n)
+        area = float(c.floor_area_m2) * weights / weights.sum()
+        inner = c.geometry.buffer(-bc["setback_m"])
+        x0, y0, x1, y1 = inner.bounds
+        placed: list[Polygon] = []
+        y = y0
+        while y + bc["depth_m"] <= y1 and len(placed) < n:
+            x = x0
+            while len(placed) < n:
+                length = max(area[len(placed)] / floors[len(placed)] / bc["depth_m"], bc["min_length_m"])
+                if x + length > x1:
+                    break
+                slab = box(x, y, x + length, y + bc["depth_m"])
+                if inner.intersection(slab).area >= bc["min_inside_share"] * slab.area:
+                    placed.append(slab.intersection(c.geometry))
+                    x += length + bc["gap_m"]
+                else:
+                    x += bc["step_m"]
+            y += bc["depth_m"] + bc["row_gap_m"]
+        if len(placed) < n:  # no room for every slab at this size: leave the compound unsurveyed
+            continue
+        grade = np.array(["B" if c.danger_grade != "A" else "A"] * n, dtype=object)
+        if c.danger_grade in ("C", "D"):
+            grade[int(np.argmin(weights))] = c.danger_grade
+        hh = _split_int(int(c.households), weights)
+        units = _split_int(int(c.n_units), weights)
+        walkup = floors <= bc["walkup_max_floors"]
+        for k in range(n):
+            rows.append({"building_id": f"{c.compound_id}-{k + 1:02d}", "compound_id": c.compound_id,
+                         "floors": int(floors[k]), "units": int(max(units[k], 1)), "households": int(hh[k]),
+                         "floor_area_m2": round(float(area[k]), 1), "build_year": int(c.build_year),
+                         "danger_grade": grade[k], "has_elevator": bool(not walkup[k]),
+                         "elevator_feasible": bool(rng.random() >= bc["infeasible_share"]),
+                         "geometry": placed[k]})
+    return gpd.GeoDataFrame(rows, geometry="geometry")
 
 
 def _boundaries(cfg: dict) -> gpd.GeoDataFrame:
@@ -491,7 +596,7 @@ def _translate(gdf: gpd.GeoDataFrame, origin: list[float], crs: str) -> gpd.GeoD
 
 
 def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]:
-    """Build the synthetic sample district: six layers in EPSG:4547 (metres).
+    """Build the synthetic sample district: seven layers in EPSG:4547 (metres) and the 问题清单 table.
 
     A ≈3 × 2.5 km county-town grid of arterials (≈750 m), secondary and branch roads (≈200 m) with
     ≈150 old residential compounds built 1978–2015, ≈30 vacant / idle parcels, ≈210 service facilities
@@ -507,13 +612,14 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
     Returns
     -------
     dict of layer name → GeoDataFrame: ``compounds``, ``vacant``, ``facilities``, ``roads``,
-    ``projects``, ``boundaries``, with the columns of ``gis_planner/data/schema.toml``.
+    ``projects``, ``boundaries``, ``buildings`` (楼栋 of one 社区), and ``deficits`` (a DataFrame: the 问题清单 of
+    three compounds), with the columns of ``gis_planner/data/schema.toml``.
 
     Examples
     --------
     >>> layers = make_sample_district()
     >>> sorted(layers)
-    ['boundaries', 'compounds', 'facilities', 'projects', 'roads', 'vacant']
+    ['boundaries', 'buildings', 'compounds', 'deficits', 'facilities', 'projects', 'roads', 'vacant']
     >>> layers["compounds"].crs.to_epsg()
     4547
     """
@@ -533,6 +639,10 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
     facilities = gpd.GeoDataFrame(fac_rows, geometry="geometry")
     facilities.insert(0, "facility_id", [f"F{i:03d}" for i in range(1, len(facilities) + 1)])
 
+    buildings = _buildings(cfg, compounds)
+    survey = cfg["deficit_survey"]
+    deficits = pd.DataFrame([{"compound_id": cid, "item": item, "quantity": float(q), "note": survey["note"]}
+                             for cid, rows in survey["rows"].items() for item, q in rows])
     layers = {
         "compounds": compounds,
         "vacant": vacant,
@@ -540,9 +650,12 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
         "roads": roads.drop(columns="setback_m"),
         "projects": projects,
         "boundaries": boundaries,
+        "buildings": buildings,
     }
-    return {name: _translate(gdf, cfg["origin"], cfg["crs"]).reset_index(drop=True)
-            for name, gdf in layers.items()}
+    out = {name: _translate(gdf, cfg["origin"], cfg["crs"]).reset_index(drop=True)
+           for name, gdf in layers.items()}
+    out["deficits"] = deficits  # a table without geometry
+    return out
 
 
 def write_sample_district(path: str | os.PathLike, seed: int | None = None) -> Path:

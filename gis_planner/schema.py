@@ -25,6 +25,8 @@ from .datafiles import load_toml
 __all__ = [
     "LAYER_NAMES",
     "REQUIRED_LAYERS",
+    "TABLE_LAYERS",
+    "COMPOUND_PARTS",
     "Layers",
     "ValidationReport",
     "layer_spec",
@@ -34,13 +36,19 @@ __all__ = [
     "validate_layers",
     "empty_layer",
     "finite_geometries",
+    "geometry_name",
     "heavy_overlap_partners",
     "reproject",
 ]
 
-LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "entrances")
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "entrances", "buildings",
+               "deficits")
 #: Layers whose absence is normal and not reported.
-OPTIONAL_LAYERS = ("boundaries", "entrances")
+OPTIONAL_LAYERS = ("boundaries", "entrances", "buildings", "deficits")
+#: Layers that are tables without geometry (``geometry = "none"`` in schema.toml).
+TABLE_LAYERS = ("deficits",)
+#: Layers whose rows belong to a compound through ``compound_id`` (an unknown id is an error).
+COMPOUND_PARTS = ("entrances", "buildings", "deficits")
 REQUIRED_LAYERS = ("compounds",)
 
 _GEOMETRY_KINDS = {
@@ -91,6 +99,13 @@ def _vocabulary(name: str, facility_types: Mapping[str, str] | None) -> dict[str
     return vocab
 
 
+def geometry_name(df: pd.DataFrame) -> str | None:
+    """The name of the active geometry column of a GeoDataFrame; None for a table without one."""
+    if isinstance(df, gpd.GeoDataFrame) and df._geometry_column_name in df.columns:
+        return df.geometry.name
+    return None
+
+
 def empty_layer(layer: str, crs: Any = None) -> gpd.GeoDataFrame:
     """An empty GeoDataFrame with the required columns of ``layer``."""
     spec = layer_spec(layer)
@@ -117,12 +132,13 @@ def normalise_columns(
     for name, f in fields.items():
         for alias in f.get("aliases", []):
             lookup.setdefault(str(alias).strip().lower(), name)
-    present = {c for c in gdf.columns if c != gdf.geometry.name}
+    geom_name = geometry_name(gdf)
+    present = {c for c in gdf.columns if c != geom_name}
     renames: dict[str, str] = {}
     conflicts: list[tuple[str, str]] = []
     taken = {c for c in present if c in fields}
     for col in gdf.columns:
-        if col == gdf.geometry.name or col in fields:
+        if col == geom_name or col in fields:
             continue
         key = str(col).strip().lower()
         target = lookup.get(key)
@@ -565,6 +581,9 @@ def validate_layer(
             col.add("error", "duplicate_id",
                     f"{id_field} {idv.iloc[pos]!r} duplicates row {first[idv.iloc[pos]] + 1}", pos, id_field)
 
+    if spec["geometry"] == "none":
+        geom_name = geometry_name(out)
+        return pd.DataFrame(out.drop(columns=[geom_name]) if geom_name else out), col.problems
     if out.crs is None and len(out):
         col.add("error", "missing_crs", "the layer has no coordinate reference system (CRS); "
                 "set it in the source file or declare it in plan.toml ([layers.<name>] crs = 'EPSG:4326')")
@@ -581,7 +600,7 @@ def _check_nul_text(gdf: gpd.GeoDataFrame, col: _Collector) -> None:
     become ``C``), so the value would silently change on the way out."""
     for name in gdf.columns:
         values = gdf[name]
-        if name == gdf.geometry.name or not (pd.api.types.is_object_dtype(values)
+        if name == geometry_name(gdf) or not (pd.api.types.is_object_dtype(values)
                                              or pd.api.types.is_string_dtype(values)):
             continue
         try:
@@ -734,22 +753,23 @@ def validate_layers(
         cleaned[name] = clean
 
     ref = cleaned.get("compounds")
-    entrances = cleaned.get("entrances")
-    if ref is not None and entrances is not None and "compound_id" in entrances.columns \
-            and "compound_id" in ref.columns:
+    for part_name in COMPOUND_PARTS:
+        part = cleaned.get(part_name)
+        if ref is None or part is None or "compound_id" not in part.columns or "compound_id" not in ref.columns:
+            continue
         known = set(ref["compound_id"].dropna())
-        src = sources.get("entrances") or "input"
-        col = _Collector(src, "entrances", _as_id_strings(entrances["entrance_id"])
-                         if "entrance_id" in entrances.columns else None)
-        unknown = entrances["compound_id"].notna().to_numpy() & ~entrances["compound_id"].isin(known).to_numpy()
+        src = sources.get(part_name) or "input"
+        id_field = layer_spec(part_name).get("id")
+        col = _Collector(src, part_name, _as_id_strings(part[id_field]) if id_field in part.columns else None)
+        unknown = part["compound_id"].notna().to_numpy() & ~part["compound_id"].isin(known).to_numpy()
         for pos in np.flatnonzero(unknown):
-            col.add("error", "unknown_reference", f"compound_id {entrances['compound_id'].iloc[pos]!r} is not in "
+            col.add("error", "unknown_reference", f"compound_id {part['compound_id'].iloc[pos]!r} is not in "
                     "the compounds layer", int(pos), "compound_id")
         report.problems.extend(col.problems)
     target = ref.crs if ref is not None else None
     if target is not None:
         for name, gdf in list(cleaned.items()):
-            if gdf.crs is None or gdf.crs == target or len(gdf) == 0:
+            if name in TABLE_LAYERS or gdf.crs is None or gdf.crs == target or len(gdf) == 0:
                 continue
             src = sources.get(name) or "input"
             report.problems.append(Problem(
@@ -760,7 +780,7 @@ def validate_layers(
         extent = load_schema()["extent"]
         if ref_bounds is not None:
             for name, gdf in cleaned.items():
-                if name == "compounds" or gdf.crs is None or len(gdf) == 0:
+                if name == "compounds" or name in TABLE_LAYERS or gdf.crs is None or len(gdf) == 0:
                     continue
                 b = _bounds(gdf)
                 # Partner projects may lie outside the compounds' extent, so allow a margin of one extent
@@ -831,7 +851,9 @@ class Layers:
     Attributes
     ----------
     compounds, vacant, facilities, roads, projects, boundaries, entrances : GeoDataFrames (None when absent);
-        ``entrances`` are points with ``compound_id`` through which a compound is reached on foot.
+        ``entrances`` are points with ``compound_id`` through which a compound is reached on foot;
+        ``buildings`` (楼栋 footprints with ``compound_id``) and ``deficits`` (问题清单: a table of
+        ``compound_id, item, quantity`` without geometry) refine the renovation items and their cost.
     report : the ValidationReport of reading and validating them.
     sources : layer name → where it was read from (file and layer), for messages and run.json.
     """
@@ -843,6 +865,8 @@ class Layers:
     projects: gpd.GeoDataFrame | None = None
     boundaries: gpd.GeoDataFrame | None = None
     entrances: gpd.GeoDataFrame | None = None
+    buildings: gpd.GeoDataFrame | None = None
+    deficits: pd.DataFrame | None = None
     report: ValidationReport = field(default_factory=ValidationReport)
     sources: dict[str, str] = field(default_factory=dict)
 

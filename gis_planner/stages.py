@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import pandas as pd
 
-from . import bundling, coverage, eligibility, finance, network, siting
+from . import buildings as building_survey
+from . import bundling, coverage, eligibility, finance, needs, network, siting
 from .config import PlanConfig
 from .finance import FinanceResult
 from .network import WalkGraph
@@ -40,7 +41,9 @@ __all__ = [
     "balance_funding",
     "bundle",
     "bundle_coverage",
+    "costed_items",
     "coverage_tables",
+    "renovation_items",
     "screen",
     "site_facilities",
     "siting_pairs",
@@ -110,9 +113,35 @@ def walking_graph(layers: Layers, standards: Standards, config: PlanConfig) -> W
     return network.walk_graph(roads, standards, node_crossings=config.settings["network"]["node_crossings"])
 
 
-def screen(compounds: gpd.GeoDataFrame, config: PlanConfig) -> gpd.GeoDataFrame:
-    """Eligibility screening (:func:`eligibility.screen`) with the plan's ``[eligibility]`` and ``[costs]``."""
+def screen(compounds: gpd.GeoDataFrame, config: PlanConfig,
+           buildings: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Eligibility screening (:func:`eligibility.screen`) with the plan's ``[eligibility]`` and ``[costs]``.
+
+    With a 楼栋 layer, a compound's danger grade, demolished floor area, building count and storeys come from
+    its buildings where the compound does not give them (:func:`buildings.refine_compounds`), so 拆改结合 is
+    sized building by building.
+    """
+    if buildings is not None and len(buildings):
+        compounds = building_survey.refine_compounds(compounds, buildings)
     return eligibility.screen(compounds, _stage(config, "eligibility"), costs=_stage(config, "costs"))
+
+
+def renovation_items(compounds: gpd.GeoDataFrame, layers: Layers,
+                     config: PlanConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The 问题清单 of every costed compound and its cost by item (:func:`needs.item_list`, ``[needs]``).
+
+    Returns the compounds with their cost replaced by the item sums (class split, 主体改造修缮 / 配套基础设施,
+    the per-m² index kept as ``cost_index_cny``; :func:`needs.apply_costs`) and the item table.
+    """
+    items = needs.item_list(compounds, deficits=layers.deficits, buildings=layers.buildings,
+                            settings=_stage(config, "needs"))
+    return needs.apply_costs(compounds, items), items
+
+
+def costed_items(items: pd.DataFrame, compounds: pd.DataFrame) -> pd.DataFrame:
+    """The item rows of compounds still costed (a secondary candidate rejected by bundling loses its cost)."""
+    costed = compounds.loc[compounds["cost_cny"].notna(), "compound_id"].astype(str)
+    return items[items["compound_id"].astype(str).isin(set(costed))].reset_index(drop=True)
 
 
 def coverage_tables(table: pd.DataFrame, compounds: pd.DataFrame, standards: Standards) -> dict[str, pd.DataFrame]:
@@ -208,11 +237,17 @@ def site_facilities(compounds: gpd.GeoDataFrame, layers: Layers, graph: WalkGrap
 
 
 def balance_funding(compounds: gpd.GeoDataFrame, bundles: gpd.GeoDataFrame, layers: Layers,
-                    proposed: gpd.GeoDataFrame | None, config: PlanConfig) -> FinanceStage:
-    """The funding balance (:func:`finance.balance`), its sensitivity and the ledger workbook."""
+                    proposed: gpd.GeoDataFrame | None, config: PlanConfig,
+                    items: pd.DataFrame | None = None) -> FinanceStage:
+    """The funding balance (:func:`finance.balance`), its sensitivity and the ledger workbook.
+
+    ``items`` (the 问题清单 of :func:`renovation_items`) cost the compounds item by item, so that residents pay
+    their own items, utilities their networks and property-rights units their share (the by-payer table).
+    """
     # a project within bundling's gap of a bundle is its adjacent partner (大片区统筹), never a cross-area one
     gap_m = bundling.load_settings(_stage(config, "bundling"))["gap_m"]
-    inputs = finance.BalanceInputs(compounds, bundles, layers.projects, layers.vacant, proposed, gap_m=gap_m)
+    inputs = finance.BalanceInputs(compounds, bundles, layers.projects, layers.vacant, proposed, gap_m=gap_m,
+                                   items=items)
     fin = finance.balance(inputs, _stage(config, "finance"), costs=_stage(config, "costs"))
     sens = finance.sensitivity(inputs, fin.settings, base=fin)
-    return FinanceStage(result=fin, sensitivity=sens, workbook=ledger_workbook(fin, sens))
+    return FinanceStage(result=fin, sensitivity=sens, workbook=ledger_workbook(fin, sens, items))

@@ -7,31 +7,36 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from gis_planner.eligibility import status_split
+from gis_planner.eligibility import consent_table, status_split
 from gis_planner.finance import FinanceResult
+from gis_planner.finance.payers import payer_labels
 
-__all__ = ["XLSX_HEADERS", "ledger_sheets", "ledger_workbook", "status_sheet", "xlsx_headers"]
+__all__ = ["XLSX_HEADERS", "class_cost_sheet", "items_sheet", "ledger_sheets", "ledger_workbook", "payer_sheet",
+           "status_sheet", "xlsx_headers"]
 
 _BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "n_verify", "households", "subdistrict", "cost_cny",
                    "verify_cost_cny",
                    "facility_cost_cny", "parking_cost_cny", "total_cost_cny", "subsidy_cny", "resident_cny",
-                   "revenue_npv_cny", "land_surplus_cny", "attached_project_cny", "balance_cny", "paired_cny",
+                   "utility_cny", "owner_unit_cny", "social_cny", "revenue_npv_cny", "land_surplus_cny", "attached_project_cny", "balance_cny", "paired_cny",
                    "unfunded_cny", "surplus_cny", "funded_ratio", "lean_deficit_cny", "partner_surplus_cny",
                    "fat_lean_ratio", "hidden_debt_flag", "hidden_debt_cny", "hidden_debt_note", "balance_mode_zh",
                    "balance_rule"]
 _COMPOUND_COLUMNS = ["compound_id", "name", "eligibility_zh", "bundle_id", "households", "floor_area_m2", "renovation_classes",
                      "renovation_mode_zh", "demolished_floor_area_m2", "cost_demolished_excluded_cny", "priority_score",
-                     "cost_cny", "subsidy_cny", "resident_cny", "revenue_npv_cny", "compound_balance_cny",
+                     "cost_cny", "renovation_cost_cny", "cost_from_items", "subsidy_cny", "resident_cny",
+                     "utility_cny", "owner_unit_cny", "social_cny", "revenue_npv_cny", "compound_balance_cny",
                      "self_balanced"]
 
 
-def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None,
+                  items: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """The tables of ``ledger.xlsx``, one sheet each, in order (Chinese sheet names).
 
     Parameters
     ----------
     fin : the funding balance (:func:`gis_planner.finance.balance`).
     sensitivity : :func:`gis_planner.finance.sensitivity` of the same inputs (sheet 敏感性分析), or None.
+    items : the 问题清单 of the compounds (:func:`gis_planner.needs.item_list`; sheet 问题清单), or None.
     """
     all_compounds = pd.DataFrame(fin.compounds.drop(columns=fin.compounds.geometry.name))
     ledger_cost = _ledger_cost(fin.ledger)
@@ -55,12 +60,18 @@ def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None) -
         "资金台账": ledger[ledger["level"].isin(["bundle", "district"])].drop(columns=["level", "compound_id"]),
         "小区收支": compounds,
         "小区台账": compound_ledger,
+        "分类投资估算": class_cost_sheet(all_compounds),
+        "分项出资": payer_sheet(fin.by_payer),
+        "意愿调查": consent_table(all_compounds[all_compounds["bundle_id"].notna()]
+                               if "bundle_id" in all_compounds.columns else all_compounds),
         "跨片区组合": fin.pairings,
         "项目收益去向": fin.projects,
         "存量用地": fin.parcels,
         "新建设施": fin.proposed,
         "未落实资金": fin.unfunded,
     }
+    if items is not None:
+        sheets["问题清单"] = items_sheet(items, all_compounds)
     if sensitivity is not None:
         sens = sensitivity.copy()
         for c in sens.columns:
@@ -69,6 +80,59 @@ def ledger_sheets(fin: FinanceResult, sensitivity: pd.DataFrame | None = None) -
         sheets["敏感性分析"] = sens
     sheets["参数假设"] = fin.assumptions
     return sheets
+
+
+#: cost columns of sheet 分类投资估算: the basic class split as feasibility approval requires [001:237]
+_CLASS_COLUMNS = ["cost_basic_main_cny", "cost_basic_infra_cny", "cost_basic_cny", "cost_improve_cny",
+                  "cost_upgrade_cny", "cost_cny", "cost_index_cny"]
+
+
+def class_cost_sheet(compounds: pd.DataFrame) -> pd.DataFrame:
+    """Sheet 分类投资估算: renovation cost by class (基础类 = 主体改造修缮 + 配套基础设施, 完善类, 提升类) per bundle,
+    each followed by its compounds, with the per-m² index estimate beside it (CNY; DOMAIN.md §10.3.5)."""
+    inside = compounds[compounds["bundle_id"].notna()] if "bundle_id" in compounds.columns else compounds.iloc[:0]
+    cols = [c for c in _CLASS_COLUMNS if c in inside.columns]
+    per = inside[["bundle_id", "compound_id", *[c for c in ("name",) if c in inside.columns], *cols]].copy()
+    per["bundle_id"] = per["bundle_id"].astype(str)
+    per["compound_id"] = per["compound_id"].astype(str)
+    per[cols] = per[cols].apply(pd.to_numeric, errors="coerce")
+    sums = per.groupby("bundle_id")[cols].sum().reset_index().assign(compound_id="", level_zh="片区")
+    per = per.assign(level_zh="小区")
+    out = pd.concat([sums, per], ignore_index=True)
+    out["_first"] = out["level_zh"] == "片区"
+    out = out.sort_values(["bundle_id", "_first", "compound_id"], ascending=[True, False, True], kind="stable")
+    lead = ["level_zh", "bundle_id", "compound_id", *[c for c in ("name",) if c in out.columns]]
+    return out[[*lead, *cols]].reset_index(drop=True)
+
+
+def items_sheet(items: pd.DataFrame, compounds: pd.DataFrame) -> pd.DataFrame:
+    """Sheet 问题清单: every renovation item of every compound in a bundle — class, part, quantity and unit,
+    unit cost, cost (CNY), 调查 or 按规则估算 and how the quantity was obtained; sorted by bundle and compound."""
+    bundle = compounds.set_index(compounds["compound_id"].astype(str))["bundle_id"] \
+        if "bundle_id" in compounds.columns else pd.Series(dtype=object)
+    name = compounds.set_index(compounds["compound_id"].astype(str))["name"] \
+        if "name" in compounds.columns else pd.Series(dtype=object)
+    t = items.copy()
+    t["compound_id"] = t["compound_id"].astype(str)
+    t.insert(0, "bundle_id", t["compound_id"].map(bundle).to_numpy(object))
+    t = t[t["bundle_id"].notna()]
+    t.insert(2, "name", t["compound_id"].map(name).to_numpy(object))
+    t["source_zh"] = np.where(t["estimated"].astype(bool), "按规则估算", "调查")
+    t = t.rename(columns={"item_zh": "renovation_item_zh"})
+    t["bundle_id"] = t["bundle_id"].astype(str)
+    t = t.sort_values(["bundle_id", "compound_id"], kind="stable")
+    keep = ["bundle_id", "compound_id", "name", "renovation_item_zh", "class_zh", "part_zh", "group_zh", "scope_zh",
+            "quantity", "unit_zh", "unit_cost_cny", "cost_cny", "source_zh", "basis_zh"]
+    return t[[c for c in keep if c in t.columns]].reset_index(drop=True)
+
+
+def payer_sheet(by_payer: pd.DataFrame) -> pd.DataFrame:
+    """Sheet 分项出资: the by-payer table (:attr:`FinanceResult.by_payer`) with the level in Chinese (片区 / 小区)
+    first; one row per bundle, then per member compound; amounts CNY (payers + 待平衡缺口 = 总成本)."""
+    labels = payer_labels()
+    out = by_payer.drop(columns=["level"])
+    out.insert(0, "level_zh", by_payer["level"].map(labels).to_numpy(object))
+    return out
 
 
 def _ledger_cost(ledger: pd.DataFrame) -> pd.Series:
@@ -119,6 +183,7 @@ def _with_verify_columns(bundles: pd.DataFrame, compounds: pd.DataFrame, ledger_
 def xlsx_headers(sheets: Mapping[str, pd.DataFrame] | None = None) -> dict[str, str]:
     """Chinese headers for ``io.write_xlsx``: :data:`XLSX_HEADERS` plus the sensitivity scenario columns."""
     out = dict(XLSX_HEADERS)
+    out.update({c: f"{label}(元)" for c, label in payer_labels().items() if c.endswith("_cny") and c not in out})
     for df in (sheets or {}).values():
         for c in map(str, df.columns):
             if c.startswith("mode:"):
@@ -128,10 +193,10 @@ def xlsx_headers(sheets: Mapping[str, pd.DataFrame] | None = None) -> dict[str, 
     return out
 
 
-def ledger_workbook(fin: FinanceResult,
-                    sensitivity: pd.DataFrame | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def ledger_workbook(fin: FinanceResult, sensitivity: pd.DataFrame | None = None,
+                    items: pd.DataFrame | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """``(sheets, headers)`` of ``ledger.xlsx``, ready for ``io.write_xlsx(sheets, path, headers=headers)``."""
-    sheets = ledger_sheets(fin, sensitivity)
+    sheets = ledger_sheets(fin, sensitivity, items)
     return sheets, xlsx_headers(sheets)
 
 
@@ -170,4 +235,21 @@ XLSX_HEADERS: dict[str, str] = {
     "bundle_deficit_cny": "片区缺口(瘦)(元)",
     "hidden_debt_flag": "隐性债务风险", "hidden_debt_cny": "依赖担保/平台融资金额(元)",
     "hidden_debt_note": "隐性债务核查说明",
+    "utility_cny": "专营单位出资(元)", "owner_unit_cny": "产权单位出资(元)", "social_cny": "社会资本投入(元)",
+    "renovation_cost_cny": "测算改造费用(元)", "cost_from_items": "按改造项目清单测算", "level_zh": "层级",
+    # 分类投资估算 (可研批复：基础类(主体改造修缮+配套基础设施)、完善类、提升类 [001:237])
+    "cost_basic_main_cny": "基础类-主体改造修缮(元)", "cost_basic_infra_cny": "基础类-配套基础设施(元)",
+    "cost_basic_cny": "基础类(元)", "cost_improve_cny": "完善类(元)", "cost_upgrade_cny": "提升类(元)",
+    "cost_index_cny": "按建筑面积指标估算(元)",
+    # 问题清单
+    "renovation_item_zh": "改造分项", "class_zh": "改造类别", "part_zh": "基础类细分", "group_zh": "必改/提升",
+    "scope_zh": "改造部位", "quantity": "工程量", "unit_zh": "单位", "unit_cost_cny": "单价(元)",
+    "source_zh": "数量来源", "basis_zh": "数量依据",
+    # 意愿调查 (2/3 [003:21]; 90 % [004:58])
+    "renovation_rate": "改造意愿同意率", "renovation_threshold": "改造意愿达标线", "renovation_result": "改造意愿结论",
+    "illegal_removal_rate": "拆违拆临意愿同意率", "illegal_removal_threshold": "拆违拆临达标线",
+    "illegal_removal_result": "拆违拆临结论", "property_mgmt_rate": "物业管理意愿同意率",
+    "property_mgmt_threshold": "物业管理达标线", "property_mgmt_result": "物业管理结论",
+    "consent_failed_zh": "未达标的意愿条件", "has_owners_committee": "已成立业委会",
+    "has_maintenance_fund": "维修资金到位", "level": "层级",
 }

@@ -437,3 +437,24 @@ def test_run_json_states_the_plan_year():
     assert given["reference_year"] == 2027 and given["source"] == "plan.toml [eligibility] reference_year"
     default = plan_year(load_config({}))
     assert default["reference_year"] == 2026 and "data/eligibility.toml" in default["source"]
+
+
+def test_consent_table_weights_bundle_rates_by_households():
+    c = pd.DataFrame({"compound_id": ["a", "b", "c", "d"], "bundle_id": ["B1", "B1", "B1", None],
+                      "households": [100, 300, 50, 80],
+                      "consent_rate_renovation": [0.60, 0.80, None, 0.9],
+                      "consent_rate_illegal_removal": [0.95, 0.85, 0.99, None],
+                      "has_owners_committee": [True, False, None, True]})
+    t = eligibility.consent_table(c)
+    assert t["level"].tolist() == ["片区", "小区", "小区", "小区", "小区"]
+    b1 = t.iloc[0]
+    # renovation: (100 × 0.60 + 300 × 0.80) / 400 = 0.75 (c not surveyed); a fails 2/3
+    assert b1["renovation_rate"] == pytest.approx(0.75) and b1["renovation_result"] == "达标 1/2"
+    # illegal removal: (100 × 0.95 + 300 × 0.85 + 50 × 0.99) / 450 = 0.8878; b fails 90 %
+    assert b1["illegal_removal_rate"] == pytest.approx((95 + 255 + 49.5) / 450)
+    assert b1["illegal_removal_result"] == "达标 2/3" and b1["property_mgmt_result"] == "未调查"
+    rows = t.set_index("compound_id")
+    assert rows.loc["b", "illegal_removal_result"] == "未达标" and rows.loc["c", "renovation_result"] == "未调查"
+    assert rows.loc["a", "illegal_removal_threshold"] == 0.9
+    assert rows["has_owners_committee"].tolist()[1:] == ["是", "否", "未调查", "是"]
+    assert rows.loc["d", "bundle_id"] == ""  # outside any bundle: listed last, no bundle row

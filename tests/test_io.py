@@ -312,3 +312,52 @@ def test_xlsx_cuts_text_longer_than_a_cell_with_a_warning(tmp_path):
         write_xlsx({"小区": df}, tmp_path / "t.xlsx")
     ws = openpyxl.load_workbook(tmp_path / "t.xlsx")["小区"]
     assert len(ws["B3"].value) == XLSX_MAX_CELL_CHARS == 32_767 and ws["B2"].value == "短"
+
+
+# ----------------------------------------------------------------------- table layers: the 问题清单 (deficits)
+def _sample_copy(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
+    dst = tmp_path / "d.gpkg"
+    shutil.copy(src, dst)
+    return dst
+
+
+def test_deficits_table_read_from_a_csv_without_coordinates(tmp_path):
+    import pyogrio
+
+    gpkg = _sample_copy(tmp_path)
+    (tmp_path / "survey.csv").write_text("小区编号,改造项目,数量\nC001,屋面防水,480\nC001,加装电梯,2\n",
+                                         encoding="utf-8")
+    layers = read_layers({"compounds": {"path": str(gpkg), "layer": "compounds"},
+                          "deficits": str(tmp_path / "survey.csv")})
+    d = layers.deficits
+    assert not isinstance(d, gpd.GeoDataFrame)
+    assert d[["compound_id", "item", "quantity"]].values.tolist() == [["C001", "屋面防水", 480.0],
+                                                                     ["C001", "加装电梯", 2.0]]
+    # the GeoPackage's own attribute table is read the same way, and not reprojected
+    assert len(read_layers(gpkg).deficits) == len(pyogrio.read_dataframe(gpkg, layer="deficits"))
+
+
+def test_deficit_rows_of_unknown_compounds_or_bad_quantities_are_errors(tmp_path):
+    gpkg = _sample_copy(tmp_path)
+    (tmp_path / "survey.csv").write_text("compound_id,item,quantity\nC999,屋面防水,480\nC001,加装电梯,两部\n",
+                                         encoding="utf-8")
+    with pytest.raises(LayerError) as err:
+        read_layers({"compounds": {"path": str(gpkg), "layer": "compounds"},
+                     "deficits": str(tmp_path / "survey.csv")})
+    text = str(err.value)
+    assert "layer 'deficits' row 1" in text and "C999" in text and "not in the compounds layer" in text
+    assert "row 2" in text and "quantity" in text
+
+
+def test_buildings_of_unknown_compounds_are_errors(tmp_path):
+    gpkg = _sample_copy(tmp_path)
+    b = gpd.read_file(gpkg, layer="buildings").head(2)
+    b.loc[1, "compound_id"] = "C999"
+    b.to_file(tmp_path / "buildings.gpkg", layer="buildings")
+    with pytest.raises(LayerError, match=r"layer 'buildings' row 2 \(id=C\d+-\d+\): compound_id 'C999'"):
+        read_layers({"compounds": {"path": str(gpkg), "layer": "compounds"},
+                     "buildings": str(tmp_path / "buildings.gpkg")})

@@ -265,9 +265,11 @@ def test_a_folder_of_layer_files_runs_and_is_hashed(tmp_path):
     folder = tmp_path / "layers"
     folder.mkdir()
     for name in pyogrio.list_layers(SAMPLE)[:, 0]:
-        gpd.read_file(SAMPLE, layer=name).to_file(folder / f"{name}.gpkg")
+        pyogrio.write_dataframe(pyogrio.read_dataframe(SAMPLE, layer=name), folder / f"{name}.gpkg")
     result = Plan(str(folder), map={"enabled": False, "reports": False}).run(tmp_path / "out")
-    assert len(result.outputs["bundles"]) == 32
+    whole = Plan(str(SAMPLE), map={"enabled": False, "reports": False}).run()
+    assert result.tables["renovation_items"].equals(whole.tables["renovation_items"])  # 问题清单 read from its file
+    assert len(result.outputs["bundles"]) == len(whole.outputs["bundles"])
     inputs = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["inputs"]
     assert sorted(Path(p).name for p in inputs) == sorted(f"{n}.gpkg" for n in pyogrio.list_layers(SAMPLE)[:, 0])
     assert all(v["sha256"] == file_sha256(p) for p, v in inputs.items())
@@ -391,3 +393,64 @@ def test_percent_precision_shows_a_small_change():
     assert _percents(0.38458, 0.38478) == ["38.46 %", "38.48 %"]
     assert _percents(0.384581, 0.384584) == ["38.4581 %", "38.4584 %"]
     assert _percents(0.5, 0.5) == ["50.00 %", "50.00 %"]
+
+
+# --------------------------------------------------------------------- issue: needs, consent, payers on the sample
+def test_buildings_size_partial_demolition_building_by_building(run_dir):
+    _, result = run_dir
+    c = result.outputs["compounds"].set_index("compound_id")
+    b = pyogrio.read_dataframe(SAMPLE, layer="buildings")
+    c_grade = b[b["danger_grade"] == "C"]
+    # C073's C-grade building is its demolished part: exactly that building's floor area leaves the cost
+    assert c.loc["C073", "renovation_mode_zh"] == "拆改结合"
+    assert c.loc["C073", "demolished_floor_area_m2"] == pytest.approx(c_grade["floor_area_m2"].item())
+    assert "danger_floor_area_m2" in c.loc["C073", "from_buildings"]
+    items = result.tables["renovation_items"]
+    lift = items[(items["compound_id"] == "C073") & (items["item"] == "elevator")]
+    # elevators only on its feasible walk-up stairwells without one (≥ 4 storeys), the C building left out
+    mine = b[(b["compound_id"] == "C073") & (b["danger_grade"] != "C") & ~b["has_elevator"]
+             & b["elevator_feasible"] & (b["floors"] >= 4)]
+    assert lift["quantity"].item() == np.floor(mine["units"].sum() * 0.15 + 0.5)
+
+
+def test_consent_failure_is_deferred_with_the_test_named(run_dir):
+    _, result = run_dir
+    c = result.outputs["compounds"].set_index("compound_id")
+    assert c.loc["C030", "eligibility"] == "deferred"
+    assert "C-CONSENT-ILLEGAL-REMOVAL" in c.loc["C030", "reasons"]
+    assert "86%" in c.loc["C030", "consent_failed_zh"] and "90%" in c.loc["C030", "consent_failed_zh"]
+    assert c.loc["C075", "eligibility"] == "deferred" and "物业管理" in c.loc["C075", "consent_failed_zh"]
+
+
+def test_surveyed_problem_list_costs_the_compound(run_dir):
+    _, result = run_dir
+    items = result.tables["renovation_items"]
+    c = result.outputs["compounds"].set_index("compound_id")
+    surveyed = items[items["compound_id"] == "C112"]
+    assert not surveyed["estimated"].any() and len(surveyed) == 22  # the 22 rows of its 问题清单
+    lift = surveyed.set_index("item").loc["elevator"]
+    assert (lift["quantity"], lift["cost_cny"]) == (8.0, 8 * lift["unit_cost_cny"])
+    assert c.loc["C112", "cost_cny"] == pytest.approx(surveyed["cost_cny"].sum())
+    basic = surveyed[surveyed["class"] == "basic"]
+    assert c.loc["C112", "cost_basic_main_cny"] == pytest.approx(basic.loc[basic["part"] == "main", "cost_cny"].sum())
+    assert c.loc["C112", "cost_basic_infra_cny"] == pytest.approx(
+        basic.loc[basic["part"] == "infra", "cost_cny"].sum())
+    assert c.loc["C112", "cost_basic_cny"] == pytest.approx(basic["cost_cny"].sum())
+
+
+def test_payer_table_adds_up_and_reaches_report_and_ledger(run_dir):
+    import openpyxl
+
+    out, result = run_dir
+    p = pd.read_csv(out / "finance_payers.csv", encoding="utf-8-sig")
+    payers = [c for c in p.columns if c.endswith("_cny") and c not in ("total_cost_cny", "remainder_cny")]
+    assert np.allclose(p[payers].sum(axis=1) + p["remainder_cny"], p["total_cost_cny"], atol=1.0)
+    bundles = p[p["level"] == "bundle"]
+    assert (bundles["city_cny"] - bundles["district_cny"]).abs().max() < 1.0  # 市:区 = 1:1 [004:116]
+    assert (bundles["utilities_cny"] > 0).any() and (bundles["property_rights_units_cny"] > 0).any()
+    wb = openpyxl.load_workbook(out / "ledger.xlsx", read_only=True)
+    assert {"分项出资", "分类投资估算", "意愿调查", "问题清单"} <= set(wb.sheetnames)
+    page = (out / "reports" / "B025.html").read_text(encoding="utf-8")
+    for heading in ("问题清单（改造分项及工程量）", "片区汇总", "分类投资估算", "资金筹措（按出资主体）", "主体改造修缮",
+                    "配套基础设施"):
+        assert heading in page

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import shapely
@@ -17,7 +18,7 @@ from gis_planner.sample import LAYER_NAMES, make_sample_district, write_sample_d
 GPKG = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
 ORIGIN_X, ORIGIN_Y = 500000.0, 3384750.0   # south-west corner of the district in EPSG:4547
 ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
-              "roads": "road_id", "projects": "project_id", "boundaries": "boundary_id"}
+              "roads": "road_id", "projects": "project_id", "boundaries": "boundary_id", "buildings": "building_id"}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,19 @@ def schema() -> dict:
     return load_toml("schema.toml")
 
 
+def _assert_layer_equal(a, b):
+    if isinstance(b, gpd.GeoDataFrame):
+        assert_geodataframe_equal(a, b)
+    else:  # the 问题清单 table has no geometry
+        pd.testing.assert_frame_equal(pd.DataFrame(a), b)
+
+
 def test_layers_crs_and_extent(layers):
     assert tuple(layers) == LAYER_NAMES
     for name, gdf in layers.items():
+        if name == "deficits":
+            assert not isinstance(gdf, gpd.GeoDataFrame)
+            continue
         assert gdf.crs.to_epsg() == 4547, name
     x0, y0, x1, y1 = layers["boundaries"].total_bounds
     assert (x0, y0, x1, y1) == (ORIGIN_X, ORIGIN_Y, ORIGIN_X + 3000, ORIGIN_Y + 2500)
@@ -53,6 +64,9 @@ def test_columns_and_vocabularies_match_schema(layers, schema):
     standards = load_toml("standards.toml")
     for name, gdf in layers.items():
         fields = list(schema["layers"][name]["fields"])
+        if name == "deficits":  # a table: no geometry, no id of its own
+            assert list(gdf.columns) == fields
+            continue
         assert list(gdf.columns) == [*fields, "geometry"], name
         assert gdf[ID_COLUMNS[name]].is_unique, name
         assert gdf[ID_COLUMNS[name]].map(type).eq(str).all(), name
@@ -234,7 +248,7 @@ def test_roads(layers):
 def test_deterministic(layers):
     again = make_sample_district()
     for name in LAYER_NAMES:
-        assert_geodataframe_equal(layers[name], again[name])
+        _assert_layer_equal(layers[name], again[name])
     other = make_sample_district(seed=7)
     assert not layers["compounds"]["build_year"].equals(other["compounds"]["build_year"])
 
@@ -242,10 +256,12 @@ def test_deterministic(layers):
 def test_committed_gpkg_is_current(layers):
     """layers/sample_district.gpkg must equal a fresh make_sample_district() (regenerate it if not)."""
     for name in LAYER_NAMES:
-        stored = gpd.read_file(GPKG, layer=name)
+        stored = pyogrio.read_dataframe(GPKG, layer=name)
         if name == "compounds":
             stored["last_renovation_year"] = stored["last_renovation_year"].astype("Int64")
-        assert_geodataframe_equal(stored, layers[name])
+            for col in ("has_owners_committee", "has_maintenance_fund"):
+                stored[col] = stored[col].astype("boolean")
+        _assert_layer_equal(stored, layers[name])
 
 
 def test_write_sample_district(tmp_path):
@@ -259,4 +275,45 @@ def test_default_seed_comes_from_the_data_file():
     default = make_sample_district()
     seeded = make_sample_district(seed)
     for name in LAYER_NAMES:
-        assert_geodataframe_equal(default[name], seeded[name])
+        _assert_layer_equal(default[name], seeded[name])
+
+
+def test_survey_fields_and_planted_consent_failures(layers):
+    c = layers["compounds"].set_index("compound_id")
+    surveyed = c["consent_rate"].notna()
+    # the renovation rate is the older single rate; the two Dezhou rates exist exactly where it was surveyed
+    assert c["consent_rate_renovation"].equals(c["consent_rate"])
+    for col in ("consent_rate_illegal_removal", "consent_rate_property_mgmt"):
+        assert c[col].notna().eq(surveyed).all()
+    # clipped to ≥ 90 %: only the two planted compounds fail a 90 % test
+    low_removal = c.index[c["consent_rate_illegal_removal"] < 0.9].tolist()
+    low_mgmt = c.index[c["consent_rate_property_mgmt"] < 0.9].tolist()
+    assert (low_removal, low_mgmt) == (["C030"], ["C075"])
+    assert c.loc["C030", "consent_rate_illegal_removal"] == 0.86
+    assert c["has_owners_committee"].isna().eq(~surveyed).all()
+    assert c["floors"].between(5, 18).all() and (c["n_units"] >= c["n_buildings"] * 2).all()
+    assert set(c["utility_assets_owner"]) == {"专营单位", "业主共有", "产权单位"}
+
+
+def test_buildings_add_up_to_their_compounds(layers):
+    b, c = layers["buildings"], layers["compounds"].set_index("compound_id")
+    assert set(c.loc[b["compound_id"].unique(), "community"]) == {"西关社区"}
+    per = b.groupby("compound_id").agg(n=("building_id", "size"), hh=("households", "sum"),
+                                       area=("floor_area_m2", "sum"))
+    assert (per["n"] == c.loc[per.index, "n_buildings"]).all()
+    assert (per["hh"] == c.loc[per.index, "households"]).all()
+    assert np.allclose(per["area"], c.loc[per.index, "floor_area_m2"], atol=0.05 * per["n"])  # rounded to 0.1 m²
+    # the one C-grade compound with buildings has exactly one C-grade building
+    graded = b[b["danger_grade"] == "C"]
+    assert len(graded) == 1 and c.loc[graded["compound_id"].item(), "danger_grade"] == "C"
+    red_lines = shapely.buffer(c.loc[b["compound_id"], "geometry"].to_numpy(), 0.01)
+    assert shapely.within(b.geometry.to_numpy(), red_lines).all()
+
+
+def test_deficit_survey_names_menu_items(layers):
+    from gis_planner.needs import load_menu
+
+    d = layers["deficits"]
+    assert sorted(d["compound_id"].unique()) == ["C111", "C112", "C132"]
+    assert set(d["item"]) <= set(load_menu()["item_zh"])
+    assert (d["quantity"] > 0).all()

@@ -12,6 +12,7 @@ Modules, in the order data flows through them:
   (:func:`solve_pairing`).
 - :mod:`~gis_planner.finance.bundle_balance` — steps 1–7 per bundle and the balance mode.
 - :mod:`~gis_planner.finance.ledger` — the ledger lines.
+- :mod:`~gis_planner.finance.payers` — the by-payer table (分项出资, :func:`payer_table`).
 - :mod:`~gis_planner.finance.funding_balance` — :func:`balance`, :class:`FinanceResult`, :func:`sensitivity`.
 
 The ledger workbook (``ledger.xlsx``) is assembled by :func:`gis_planner.workbook.ledger_workbook`.
@@ -21,6 +22,7 @@ from gis_planner.finance.funding_balance import FinanceResult, balance, sensitiv
 from gis_planner.finance.inputs import BalanceInputs
 from gis_planner.finance.money import annuity_factor, npv
 from gis_planner.finance.pairing import PAIRING_COLUMNS, pairing_arcs, solve_pairing
+from gis_planner.finance.payers import payer_table
 from gis_planner.finance.settings import (
     DEFAULT_SCENARIOS,
     MODES,
@@ -44,6 +46,7 @@ __all__ = [
     "load_settings",
     "npv",
     "pairing_arcs",
+    "payer_table",
     "sensitivity",
     "solve_pairing",
 ]

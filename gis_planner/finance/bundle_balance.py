@@ -21,7 +21,7 @@ from gis_planner.finance.projects import (
     attached_losses,
     project_pool,
 )
-from gis_planner.finance.settings import MODES, FinanceSettings, hidden_debt_text
+from gis_planner.finance.settings import KINDS, MODES, FinanceSettings, hidden_debt_text
 from gis_planner.finance.sources import (
     CompoundBalance,
     CostItems,
@@ -49,6 +49,8 @@ class BundleSources:
     revenue : NPV of the compounds' common income, facility rents and car-park fees.
     land_surplus : net income of land sales.
     attached_loss : losses of adjacent projects charged to the bundle (≤ 0).
+    others : funding lines of the other kinds (utilities, property-rights units, social capital), one column per
+        kind (``utility``, ``owner_unit``, ``social``), indexed by bundle id.
     """
 
     total_cost: pd.Series
@@ -57,11 +59,17 @@ class BundleSources:
     revenue: pd.Series
     land_surplus: pd.Series
     attached_loss: pd.Series
+    others: pd.DataFrame
+
+    @property
+    def funding(self) -> pd.Series:
+        """Every funding line (subsidy + resident + the other kinds), CNY."""
+        return self.subsidy + self.resident + self.others.sum(axis=1)
 
     @property
     def own_balance(self) -> pd.Series:
-        """Subsidy + resident + revenue − cost: ≥ 0 passes the 小区内自求平衡 test (mode M1)."""
-        return self.subsidy + self.resident + self.revenue - self.total_cost
+        """Funding lines + revenue − cost: ≥ 0 passes the 小区内自求平衡 test (mode M1)."""
+        return self.funding + self.revenue - self.total_cost
 
     @property
     def before_projects(self) -> pd.Series:
@@ -119,12 +127,14 @@ def _bundle_sources(members: Members, land: LandUse, costs: CostItems, lines: li
     charged = pd.Series(0.0, index=bundle_ids)
     for loss in losses:
         charged[loss.bundle_id] += loss.amount_cny
+    others = pd.DataFrame({kind: members.per_bundle(total_of_kind(lines, kind, n_rows))
+                           for kind in KINDS if kind not in ("subsidy", "resident")}, index=pd.Index(bundle_ids))
     return BundleSources(
         total_cost=members.per_bundle(costs.amounts.sum(axis=1)),
         subsidy=members.per_bundle(total_of_kind(lines, "subsidy", n_rows)),
         resident=members.per_bundle(total_of_kind(lines, "resident", n_rows)),
         revenue=members.of_members(common_income_npv) + facility_npv + parking_npv,
-        land_surplus=land_surplus, attached_loss=charged)
+        land_surplus=land_surplus, attached_loss=charged, others=others)
 
 
 def _balance_modes(sources: BundleSources, allocation: Allocation) -> np.ndarray:
@@ -141,14 +151,14 @@ def _mode_rules(bundle_ids: list[str], modes: np.ndarray, sources: BundleSources
     partners_attached = allocation.attached.groupby("bundle_id")["project_id"].agg(lambda s: "、".join(s))
     partners_cross = allocation.cross.groupby("bundle_id")["project_id"].agg(lambda s: "、".join(s))
     # plain arrays (no per-bundle Series lookups); each template only formats the fields it names
-    subsidy, resident, revenue, cost, own, land, attached, paired, unfunded = (
-        s.to_numpy(dtype=float) for s in (sources.subsidy, sources.resident, sources.revenue, sources.total_cost,
+    funding, revenue, cost, own, land, attached, paired, unfunded = (
+        s.to_numpy(dtype=float) for s in (sources.funding, sources.revenue, sources.total_cost,
                                            sources.own_balance, sources.land_surplus, allocation.attached_cny,
                                            allocation.paired_cny, allocation.unfunded_cny))
     attached_ids = partners_attached.reindex(bundle_ids).to_numpy(object)
     cross_ids = partners_cross.reindex(bundle_ids).to_numpy(object)
     values = {
-        "own": lambda i: format_wan(subsidy[i] + resident[i] + revenue[i]), "cost": lambda i: format_wan(cost[i]),
+        "own": lambda i: format_wan(funding[i] + revenue[i]), "cost": lambda i: format_wan(cost[i]),
         "gap": lambda i: format_wan(max(-own[i], 0)), "land": lambda i: format_wan(land[i]),
         "projects": lambda i: attached_ids[i] if isinstance(attached_ids[i], str) else "—",
         "attached": lambda i: format_wan(attached[i]),
@@ -263,6 +273,8 @@ def _bundles_table(members: Members, land: LandUse, sources: BundleSources, allo
     out["total_cost_cny"] = total_cost.to_numpy()
     out["subsidy_cny"] = sources.subsidy.to_numpy()
     out["resident_cny"] = sources.resident.to_numpy()
+    for kind in sources.others.columns:  # utility_cny, owner_unit_cny, social_cny
+        out[f"{kind}_cny"] = sources.others[kind].to_numpy()
     out["revenue_npv_cny"] = sources.revenue.to_numpy()
     out["land_surplus_cny"] = sources.land_surplus.to_numpy()
     out["attached_project_cny"] = (allocation.attached_cny + sources.attached_loss).to_numpy()
@@ -294,8 +306,8 @@ def balance_bundles(inputs: BalanceInputs, settings: FinanceSettings,
     annuity = settings.annuity_factor()
     members = bundle_members(inputs)
     land = land_use(members.bundles, inputs.vacant, inputs.proposed, settings, annuity)
-    costs = cost_items(members, land, settings)                                    # 1. cost
-    lines = funding_lines(costs, settings)                                         # 2. funding rules
+    costs = cost_items(members, land, settings, inputs.items)                      # 1. cost
+    lines = funding_lines(costs, settings, members)                                # 2. funding rules
     common_income = compound_common_income_npv(members, settings, annuity)         # 3. operating revenue
     compounds = compound_balance(costs, lines, common_income, members.n_members)
     pool = project_pool(members, inputs.projects, settings, arcs_memo, inputs.gap_m)  # 5. projects

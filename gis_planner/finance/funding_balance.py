@@ -15,6 +15,7 @@ from gis_planner.finance.inputs import BalanceInputs
 from gis_planner.finance.ledger import ledger_table
 from gis_planner.finance.money import format_wan
 from gis_planner.finance.pairing import TOLERANCE_CNY, pairing_lines
+from gis_planner.finance.payers import payer_table
 from gis_planner.finance.settings import (
     DEFAULT_SCENARIOS,
     MODES,
@@ -35,15 +36,19 @@ class FinanceResult:
 
     Attributes
     ----------
-    bundles : bundles with balance columns (``total_cost_cny, subsidy_cny, resident_cny, revenue_npv_cny,
-        land_surplus_cny, attached_project_cny, balance_cny, paired_cny, unfunded_cny, surplus_cny,
+    bundles : bundles with balance columns (``total_cost_cny, subsidy_cny, resident_cny, utility_cny,
+        owner_unit_cny, social_cny, revenue_npv_cny, land_surplus_cny, attached_project_cny, balance_cny,
+        paired_cny, unfunded_cny, surplus_cny,
         balance_mode, balance_mode_zh, balance_rule, funded, funded_ratio`` …), the 肥瘦 ratio
         (``lean_deficit_cny, partner_surplus_cny, fat_lean_ratio``) and the 不新增隐性债务 check
         (``hidden_debt_cny, hidden_debt_flag, hidden_debt_note``).
-    compounds : the compounds with the in-compound balance (``subsidy_cny, resident_cny, revenue_npv_cny,
-        compound_balance_cny, self_balanced``) — NaN outside bundles.
+    compounds : the compounds with the in-compound balance (``renovation_cost_cny`` (the cost the balance used),
+        ``cost_from_items`` (True: from the item table), ``subsidy_cny, resident_cny, utility_cny, owner_unit_cny,
+        social_cny, revenue_npv_cny, compound_balance_cny, self_balanced``) — NaN outside bundles.
     ledger : one row per bundle (or compound) × line item; ``amount_cny`` > 0 money in, < 0 money out; every
         bundle's and every compound's lines sum to zero (the ``residual`` line is the unfunded gap).
+    by_payer : the by-payer table (分项出资, :func:`~gis_planner.finance.payers.payer_table`): per bundle, then per
+        member compound, ``total_cost_cny``, ``central_cny`` … ``sector_cny`` and ``remainder_cny`` (待平衡缺口).
     pairings : cross-area pairings ``bundle_id, project_id, amount_cny, distance_m`` + project and unit columns
         and the pair's 肥瘦 ratio (``project_surplus_cny, bundle_deficit_cny, fat_lean_ratio``).
     pairings_layer : the pairings as LineStrings from the bundle's representative point to the project's.
@@ -60,6 +65,7 @@ class FinanceResult:
     bundles: gpd.GeoDataFrame
     compounds: gpd.GeoDataFrame
     ledger: pd.DataFrame
+    by_payer: pd.DataFrame
     pairings: pd.DataFrame
     pairings_layer: gpd.GeoDataFrame
     allocations: pd.DataFrame
@@ -103,10 +109,13 @@ def balance(
     Steps (every number from ``data/finance.toml`` or ``settings``; each a ledger line):
 
     1. **Cost** (CNY): renovation cost by content class (the compounds' ``cost_basic_cny`` … from
-       ``eligibility.screen``) + build cost of proposed facilities on the bundle's parcels + surface car parks
-       on its parcels; × ``cost_factor``.
-    2. **Funding rules** in file order (central per household, provincial per m², city:district share,
-       residents' share …), each capped at the cost of its classes still unfunded.
+       ``eligibility.screen``) or, with ``inputs.items``, by renovation item (a compound without rows keeps its
+       class columns) + build cost of proposed facilities on the bundle's parcels + surface car parks on its
+       parcels; × ``cost_factor``.
+    2. **Funding rules** in file order (residents' own items, utilities by asset owner, property-rights units by
+       ``property_rights``, central per household, provincial per m², city:district share, sector funds, social
+       capital, residents' share …), each capped at the cost of its columns still unfunded; each pays as one
+       payer of the by-payer table (``by_payer``).
     3. **Operating revenue** NPV over ``horizon_years`` at ``discount_rate``: the compounds' common income
        (managed parking, ads, charging, lockers) × ``common_income_share``; rents of proposed operating
        facilities; car parks on vacant parcels (built only where the NPV exceeds the build cost).
@@ -144,7 +153,8 @@ def _compounds_table(bundle_balance: BundleBalance) -> gpd.GeoDataFrame:
     """The input compounds with their in-compound balance (NaN outside bundles)."""
     members, compounds = bundle_balance.members, bundle_balance.compounds
     out = members.compounds.copy()
-    columns = {"subsidy_cny": compounds.subsidy, "resident_cny": compounds.resident,
+    columns = {"renovation_cost_cny": compounds.cost, "cost_from_items": bundle_balance.costs.from_items,
+               **{f"{kind}_cny": amounts for kind, amounts in compounds.by_kind.items()},
                "revenue_npv_cny": compounds.common_income_npv, "compound_balance_cny": compounds.balance}
     key = out["compound_id"].astype(str)
     for name, values in columns.items():
@@ -219,9 +229,10 @@ def _result(bundle_balance: BundleBalance, inputs: BalanceInputs, settings: Fina
     allocations = pd.concat([allocation.attached.assign(kind="attached"), allocation.cross.assign(kind="cross_area")],
                             ignore_index=True).sort_values(["bundle_id", "project_id"], kind="stable")
     unfunded, summary = _summary_tables(bundle_balance, settings)
+    ledger = ledger_table(bundle_balance, settings)
     return FinanceResult(
-        bundles=bundle_balance.bundles, compounds=_compounds_table(bundle_balance),
-        ledger=ledger_table(bundle_balance, settings), pairings=pairings.reset_index(drop=True),
+        bundles=bundle_balance.bundles, compounds=_compounds_table(bundle_balance), ledger=ledger,
+        by_payer=payer_table(ledger, settings), pairings=pairings.reset_index(drop=True),
         pairings_layer=pairing_lines(pairings, bundle_balance.members.bundles, inputs.projects),
         allocations=allocations.reset_index(drop=True), projects=projects, parcels=bundle_balance.land.parcels,
         proposed=bundle_balance.land.facilities, unfunded=unfunded, assumptions=assumptions_table(settings, costs),

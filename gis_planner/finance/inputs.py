@@ -35,6 +35,10 @@ class BalanceInputs:
     gap_m : the adjacency gap ``bundling.bundle`` used (plan.toml ``[bundling] gap_m``), metres: projects within
         it of a bundle are adjacent partners, never cross-area ones; None = ``gap_m`` of
         ``bundling.load_settings()``.
+    items : the item table (``needs.item_list``: one row per compound × renovation item, ``compound_id, item,
+        class, payer, cost_cny``; optional ``part``, ``item_zh``), or None. With it the renovation cost is one column
+        per item (funding rules may pick items and payer groups); a compound without rows keeps its class cost
+        columns. None: one column per content class from the compounds' ``cost_*_cny`` (as before item tables).
     """
 
     compounds: gpd.GeoDataFrame
@@ -43,6 +47,7 @@ class BalanceInputs:
     vacant: gpd.GeoDataFrame | None = None
     proposed: gpd.GeoDataFrame | None = None
     gap_m: float | None = None
+    items: pd.DataFrame | None = None
 
     def check(self) -> None:
         """Raise :class:`LayerError` naming the first layer that lacks a column the balance needs."""
@@ -52,6 +57,7 @@ class BalanceInputs:
         require_columns(self.vacant, "vacant", ("parcel_id",))
         require_columns(self.proposed, "proposed facilities",
                         ("facility_id", "parcel_id", "facility_type", "build_cost_cny"))
+        require_columns(self.items, "items", ("compound_id", "item", "class", "payer", "cost_cny"))
 
 
 def split_ids(value: Any) -> list[str]:

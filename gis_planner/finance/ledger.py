@@ -15,7 +15,8 @@ __all__ = ["CATEGORY_ZH", "LEDGER_COLUMNS", "ledger_table"]
 
 #: ledger category → Chinese name (the 类别 column).
 CATEGORY_ZH = {
-    "cost": "成本", "subsidy": "财政补助", "resident": "居民出资", "operating": "经营性收益",
+    "cost": "成本", "subsidy": "财政补助", "resident": "居民出资", "utility": "专营单位出资",
+    "owner_unit": "产权单位出资", "social": "社会资本投入", "operating": "经营性收益",
     "land": "存量用地收益", "project": "相邻项目收益", "pairing": "跨片区组合收益", "surplus": "结余",
     "residual": "政府引导兜底(待筹)", "transfer": "小区与片区间划转", "district": "区级统筹",
 }
@@ -23,6 +24,8 @@ CATEGORY_ZH = {
 LEDGER_COLUMNS = ["level", "bundle_id", "compound_id", "line", "item", "item_zh", "category", "category_zh",
                   "partner_id", "basis", "amount_cny"]
 _CLASS_BASIS = "建筑面积 × 单位造价 (costs.toml)"
+_ITEM_BASIS = "改造项目清单: Σ 数量 × 单价"
+_MIXED_BASIS = "改造项目清单: Σ 数量 × 单价; 无清单的小区: 建筑面积 × 单位造价 (costs.toml)"
 _OPERATING_ZH = "小区公共收益现值(停车、广告、充电、快递柜)"
 
 
@@ -53,12 +56,20 @@ def _cost_lines(lines: _Lines, balance: BundleBalance, settings: FinanceSettings
     member_ids = members.members["compound_id"].to_numpy(object)
     n_members = members.n_members
     classes = cost_classes()
-    for j, cls in enumerate(classes):
+    # per member: from the item table or from the class columns; per bundle: all, none or some members from items
+    from_items = balance.costs.from_items
+    compound_basis = np.where(from_items, _ITEM_BASIS, _CLASS_BASIS).astype(object)
+    share = pd.Series(from_items.astype(float)).groupby(member_bundles).mean().reindex(bundle_ids, fill_value=0.0)
+    bundle_basis = np.select([share.to_numpy() >= 1.0, share.to_numpy() > 0.0], [_ITEM_BASIS, _MIXED_BASIS],
+                             _CLASS_BASIS).astype(object)
+    column_classes = np.asarray(balance.costs.classes, dtype=object)
+    for cls in classes:  # one line per content class: the sum of its columns (classes or items)
+        class_cost = amounts[:, column_classes == cls].sum(axis=1)
         item_zh = f"{classes[cls]['name_zh']}改造费用"
         lines.add("bundle", bundle_ids, None, f"cost_{cls}", item_zh, "cost",
-                  -members.per_bundle(amounts[:, j]).to_numpy(), basis=_CLASS_BASIS)
-        lines.add("compound", member_bundles, member_ids, f"cost_{cls}", item_zh, "cost", -amounts[:n_members, j],
-                  basis=_CLASS_BASIS)
+                  -members.per_bundle(class_cost).to_numpy(), basis=bundle_basis)
+        lines.add("compound", member_bundles, member_ids, f"cost_{cls}", item_zh, "cost", -class_cost[:n_members],
+                  basis=compound_basis)
     facilities, parking = balance.land.bundle_facilities, balance.land.parking
     if len(facilities):
         lines.add_per_row(facilities, "cost_facility",

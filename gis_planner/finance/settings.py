@@ -25,16 +25,23 @@ __all__ = [
     "FinanceSettings",
     "FrozenMap",
     "FundingRule",
+    "ITEM_PAYER_GROUPS",
+    "KINDS",
     "Options",
     "Parameter",
     "assumptions_table",
+    "canonical_values",
     "cost_classes",
     "default_options",
     "hidden_debt_text",
     "facility_names",
     "finance_settings",
     "load_settings",
+    "payer_columns",
+    "payer_group_names",
     "resolve_settings",
+    "value_vocabulary",
+    "vocabulary_labels",
 ]
 
 #: balance modes in the order they are tested (keys of ``[modes]`` in ``data/finance.toml``).
@@ -42,18 +49,26 @@ MODES = ("self_compound", "self_bundle", "cross_area", "government_led")
 #: cost items besides the renovation content classes of ``costs.toml``: key → Chinese name.
 EXTRA_CLASSES = {"facilities": "新建设施", "parking": "停车场"}
 _BASES = ("household", "floor_area", "cost_share")
-_KINDS = ("subsidy", "resident")
+#: ledger kinds of funding rules: fiscal, residents, utilities (专营单位), property-rights units, social capital.
+KINDS = ("subsidy", "resident", "utility", "owner_unit", "social")
+#: payer groups of renovation items (``payer`` of the item table, ``payers`` of a funding rule).
+ITEM_PAYER_GROUPS = ("general", "residents", "utility")
+#: the payer a rule of this kind pays as when it names none (``paid_by``; a fiscal rule: 区级财政).
+_DEFAULT_PAID_BY = {"subsidy": "district", "resident": "residents", "utility": "utilities",
+                    "owner_unit": "property_rights_units", "social": "social_capital"}
 _UNITS = ("none", "district", "subdistrict", "community")
 _RULE_FIELDS = {"name_zh", "payer_zh", "kind", "basis", "rate", "unit", "classes", "source", "verified",
-                "split", "split_zh", "split_source", "split_verified"}
-_NEW_RULE_FIELDS = {"name_zh", "kind", "basis", "rate", "classes"}
+                "split", "split_zh", "split_source", "split_verified", "paid_by", "payers", "items", "rate_by",
+                "rates"}
+_NEW_RULE_FIELDS = {"name_zh", "kind", "basis", "classes"}
 #: kinds of the text / flag / list fields of a funding rule (``rate`` and ``split`` are checked by ``_check``)
 _RULE_FIELD_KINDS = {"name_zh": str, "payer_zh": str, "kind": str, "basis": str, "unit": str, "classes": list,
                      "source": str, "verified": bool, "split_zh": Mapping, "split_source": str,
-                     "split_verified": bool}
+                     "split_verified": bool, "paid_by": str, "payers": list, "items": list, "rate_by": str,
+                     "rates": Mapping}
 _PARAM_FIELDS = {"value", "unit", "name_zh", "source", "verified"}
 _SHARES = ("common_income_share", "parking_occupancy", "parking_usable_share", "land_net_share",
-           "project_surplus_share")
+           "project_surplus_share", "utility_civil_works_share")
 _OVERRIDE_SOURCE = "plan.toml override"
 #: default sensitivity scenarios (``[scenarios]`` of ``data/finance.toml``): name → settings overrides.
 DEFAULT_SCENARIOS: dict[str, dict[str, float]] = load_toml("finance.toml")["scenarios"]
@@ -109,16 +124,29 @@ class FundingRule:
     Attributes
     ----------
     name_zh, payer_zh : the rule and who pays, in Chinese.
-    kind : ``"subsidy"`` (fiscal) or ``"resident"`` (residents' contribution).
+    kind : the ledger kind (:data:`KINDS`): ``"subsidy"`` (fiscal), ``"resident"`` (residents), ``"utility"``
+        (专营单位), ``"owner_unit"`` (产权单位) or ``"social"`` (社会资本).
     basis : ``"household"`` (``rate`` CNY per household), ``"floor_area"`` (CNY per m² of floor area) or
-        ``"cost_share"`` (``rate`` = share 0–1 of the original cost of its classes).
-    rate : see ``basis``.
-    unit : unit of ``rate`` in words.
+        ``"cost_share"`` (``rate`` = share 0–1 of the original cost of the cost columns it pays for).
+    rate : see ``basis``; with ``rate_by`` the rate of a compound whose value is not in ``rates`` (``rates.default``
+        in the TOML).
     classes : cost classes it pays for (``basic``, ``improve``, ``upgrade``, ``facilities``, ``parking``).
+    unit : unit of ``rate`` in words.
     source, verified, overridden : as for :class:`Parameter`.
-    split : payer → share (sum 1) dividing the rule into ledger lines, or None.
+    split : payer → share (sum 1) dividing the rule into ledger lines, or None; payers are keys of
+        :func:`payer_columns` of the rule's kind (``city``, ``district`` …).
     split_zh : payer → Chinese name of that line.
     split_source, split_verified : source of the split (None: ``source``).
+    paid_by : the by-payer column (:func:`payer_columns`) of an unsplit rule; default by kind (a fiscal rule:
+        ``district``).
+    payers : payer groups of the items it pays for (:data:`ITEM_PAYER_GROUPS`); empty = every group. Without an item
+        table every cost column is ``general``.
+    items : item keys it pays for (the item table's ``item``); empty = every item. A class-level cost column (no
+        item table, or a compound without rows in it) has no item key, so a rule naming items never pays for it.
+    rate_by : a compound field (``property_rights``, ``utility_assets_owner`` …) whose value chooses the rate, or
+        None; its values are mapped to the keys of ``[vocabulary.<field>]`` of ``data/finance.toml``.
+    rates : value of ``rate_by`` → rate (units of ``rate``); other values, missing ones and rows without a compound
+        (facilities, car parks) take ``rate``.
     """
 
     name_zh: str
@@ -134,7 +162,16 @@ class FundingRule:
     split_zh: FrozenMap = field(default_factory=FrozenMap)
     split_source: str | None = None
     split_verified: bool = False
+    paid_by: str = ""
+    payers: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    rate_by: str | None = None
+    rates: FrozenMap = field(default_factory=FrozenMap)
     overridden: bool = False
+
+    def payer_of(self, part: str | None = None) -> str:
+        """The by-payer column of the rule's line (of split ``part`` when given)."""
+        return part if part is not None else (self.paid_by or _DEFAULT_PAID_BY.get(self.kind, ""))
 
 
 @dataclass(frozen=True)
@@ -313,10 +350,15 @@ def _option_defaults() -> dict[str, Any]:
 def _funding_rule(fields: Mapping[str, Any]) -> FundingRule:
     """A :class:`FundingRule` from the fields of a ``[funding.<rule>]`` table."""
     spec = dict(fields)
-    spec["classes"] = tuple(spec.get("classes") or ())
+    for key in ("classes", "payers", "items"):
+        spec[key] = tuple(spec.get(key) or ())
     if spec.get("split") is not None:
         spec["split"] = FrozenMap(spec["split"]) if isinstance(spec["split"], Mapping) else spec["split"]
     spec["split_zh"] = FrozenMap(spec.get("split_zh") or {})
+    rates = dict(spec.get("rates") or {})
+    if "default" in rates:  # rates.default is the rate of the values not listed
+        spec["rate"] = rates.pop("default")
+    spec["rates"] = FrozenMap(rates)
     return FundingRule(**spec)
 
 
@@ -372,10 +414,13 @@ def _override_funding(funding: Mapping[str, FundingRule], value: Any) -> dict[st
             raise ConfigError(f"finance.funding.{rule}: unknown field(s) {sorted(extra)}; "
                               f"known: {sorted(_RULE_FIELDS)}")
         _check_field_kinds(f"finance.funding.{rule}", fields, _RULE_FIELD_KINDS)
+        fields = _merged_rates(rule, dict(fields), funding.get(rule))
         if rule in funding:
             spec = {f.name: getattr(funding[rule], f.name) for f in dataclasses.fields(FundingRule)}
         else:
             missing = _NEW_RULE_FIELDS - set(fields)
+            if "rate" not in fields and "default" not in fields.get("rates", {}):
+                missing.add("rate")
             if missing:
                 raise ConfigError(f"finance.funding.{rule}: a new rule needs {sorted(missing)}")
             spec = {"payer_zh": fields["name_zh"], "unit": ""}
@@ -385,6 +430,29 @@ def _override_funding(funding: Mapping[str, FundingRule], value: Any) -> dict[st
         spec["overridden"] = True
         out[rule] = _funding_rule(spec)
     return out
+
+
+def _merged_rates(rule: str, fields: dict[str, Any], old: FundingRule | None) -> dict[str, Any]:
+    """``fields`` of an override with its ``rates`` merged into the rule's (a plan changes one value and keeps
+    the others) and a ``rate`` given beside ``rates`` taken as ``rates.default``."""
+    if "rates" not in fields:
+        return fields
+    rates = dict(fields["rates"])
+    if "rate" in fields:
+        if "default" in rates and rates["default"] != fields["rate"]:
+            raise ConfigError(f"finance.funding.{rule}.rate: {fields['rate']!r} differs from rates.default "
+                              f"{rates['default']!r}; give the default rate once")
+        rates["default"] = fields.pop("rate")
+    if old is not None and fields.get("rate_by", old.rate_by) == old.rate_by:
+        # a plan's 公房 replaces the bundled public_housing (unknown values stay, to be named by _check_rule)
+        for key, rate in rates.items():  # named as the plan wrote them, before 公房 becomes public_housing
+            _check_rate(f"finance.funding.{rule}.rates.{key}", rate, fields.get("basis", old.basis))
+        rate_by = old.rate_by
+        vocabulary = value_vocabulary(rate_by) if isinstance(rate_by, str) else FrozenMap()
+        rates = {**old.rates, "default": old.rate,
+                 **{k if k == "default" else _canonical(k, vocabulary): v for k, v in rates.items()}}
+    fields["rates"] = rates
+    return fields
 
 
 def _check_field_kinds(where: str, fields: Mapping[str, Any], kinds: Mapping[str, Any]) -> None:
@@ -475,28 +543,8 @@ def _check(settings: FinanceSettings) -> None:
                           "raise the rate")
     if value["parking_m2_per_space"] <= 0:
         raise ConfigError("finance.parking_m2_per_space must be > 0")
-    classes = {*cost_classes(), *EXTRA_CLASSES}
     for rule, spec in settings.funding.items():
-        where = f"finance.funding.{rule}"
-        if spec.kind not in _KINDS:
-            raise ConfigError(f"{where}.kind: {spec.kind!r} is not one of {', '.join(_KINDS)}")
-        if spec.basis not in _BASES:
-            raise ConfigError(f"{where}.basis: {spec.basis!r} is not one of {', '.join(_BASES)}")
-        if not _is_number(spec.rate) or spec.rate < 0:
-            raise ConfigError(f"{where}.rate: expected a number ≥ 0, got {spec.rate!r}")
-        if spec.basis == "cost_share" and spec.rate > 1:
-            raise ConfigError(f"{where}.rate: a cost share must be in 0–1, got {spec.rate}")
-        bad = [c for c in spec.classes if c not in classes]
-        if bad or not spec.classes:
-            raise ConfigError(f"{where}.classes: unknown or empty {bad or list(spec.classes)}; "
-                              f"known: {', '.join(sorted(classes))}")
-        split = spec.split
-        if split is not None:
-            if not isinstance(split, Mapping) or not split or not all(_is_number(v) and v >= 0
-                                                                      for v in split.values()):
-                raise ConfigError(f"{where}.split: expected a table payer → share ≥ 0")
-            if abs(sum(split.values()) - 1.0) > 1e-9:
-                raise ConfigError(f"{where}.split: shares sum to {sum(split.values()):g}, not 1")
+        _check_rule(f"finance.funding.{rule}", spec)
     options = settings.options
     if options.same_unit not in _UNITS:
         raise ConfigError(f"finance.same_unit: {options.same_unit!r} is not one of {', '.join(_UNITS)}")
@@ -508,6 +556,111 @@ def _check(settings: FinanceSettings) -> None:
     if unknown_rules:
         raise ConfigError(f"finance.hidden_debt_funding_rules: unknown funding rule(s) {unknown_rules}; "
                           f"known: {', '.join(settings.funding)}")
+
+
+def _check_rate(where: str, rate: Any, basis: str) -> None:
+    if not _is_number(rate) or rate < 0:
+        raise ConfigError(f"{where}: expected a number ≥ 0, got {rate!r}")
+    if basis == "cost_share" and rate > 1:
+        raise ConfigError(f"{where}: a cost share must be in 0–1, got {rate}")
+
+
+def _check_rule(where: str, spec: FundingRule) -> None:
+    """Raise :class:`ConfigError` naming the first field of funding rule ``where`` out of its range."""
+    if spec.kind not in KINDS:
+        raise ConfigError(f"{where}.kind: {spec.kind!r} is not one of {', '.join(KINDS)}")
+    if spec.basis not in _BASES:
+        raise ConfigError(f"{where}.basis: {spec.basis!r} is not one of {', '.join(_BASES)}")
+    _check_rate(f"{where}.rate", spec.rate, spec.basis)
+    classes = {*cost_classes(), *EXTRA_CLASSES}
+    bad = [c for c in spec.classes if c not in classes]
+    if bad or not spec.classes:
+        raise ConfigError(f"{where}.classes: unknown or empty {bad or list(spec.classes)}; "
+                          f"known: {', '.join(sorted(classes))}")
+    bad = [g for g in spec.payers if g not in ITEM_PAYER_GROUPS]
+    if bad:
+        raise ConfigError(f"{where}.payers: unknown payer group(s) {bad}; known: {', '.join(ITEM_PAYER_GROUPS)}")
+    bad = [i for i in spec.items if not i.strip()]
+    if bad:
+        raise ConfigError(f"{where}.items: an item key is empty")
+    payers = payer_columns()
+    same_kind = [k for k, v in payers.items() if v["kind"] == spec.kind]
+    split = spec.split
+    if split is not None:
+        if not isinstance(split, Mapping) or not split or not all(_is_number(v) and v >= 0 for v in split.values()):
+            raise ConfigError(f"{where}.split: expected a table payer → share ≥ 0")
+        for part in split:
+            if part not in same_kind:
+                raise ConfigError(f"{where}.split.{part}: not a payer of kind {spec.kind!r}; known: "
+                                  f"{', '.join(same_kind)}")
+        if abs(sum(split.values()) - 1.0) > 1e-9:
+            raise ConfigError(f"{where}.split: shares sum to {sum(split.values()):g}, not 1")
+    elif spec.payer_of() not in same_kind:
+        raise ConfigError(f"{where}.paid_by: {spec.payer_of()!r} is not a payer of kind {spec.kind!r}; known: "
+                          f"{', '.join(same_kind)}")
+    if spec.rates and not spec.rate_by:
+        raise ConfigError(f"{where}.rates: a table of rates needs rate_by (the compound field that chooses them)")
+    if spec.rate_by is not None and not spec.rate_by.strip():
+        raise ConfigError(f"{where}.rate_by: expected a compound field name")
+    vocabulary = value_vocabulary(spec.rate_by) if spec.rate_by else FrozenMap()
+    for value, rate in spec.rates.items():
+        _check_rate(f"{where}.rates.{value}", rate, spec.basis)
+        if vocabulary and _canonical(value, vocabulary) not in set(vocabulary.values()):
+            raise ConfigError(f"{where}.rates.{value}: not a value of {spec.rate_by}; known: "
+                              f"{', '.join(dict.fromkeys(vocabulary.values()))} (or their Chinese names)")
+
+
+# ------------------------------------------------------------------------------------ payers, values
+@cache
+def payer_columns() -> FrozenMap:
+    """The by-payer columns (``[payers]`` of ``data/finance.toml``), in order: key → ``name_zh``, ``kind``.
+
+    ``central, provincial, city, district, residents, utilities, property_rights_units, social_capital, sector``;
+    each funding line pays as one of them (:meth:`FundingRule.payer_of`).
+    """
+    return FrozenMap({k: FrozenMap(v) for k, v in load_toml("finance.toml")["payers"].items()})
+
+
+@cache
+def payer_group_names() -> FrozenMap:
+    """Payer group of renovation items (:data:`ITEM_PAYER_GROUPS`) → Chinese name (``[payer_groups]``)."""
+    return FrozenMap({k: v["name_zh"] for k, v in load_toml("finance.toml")["payer_groups"].items()})
+
+
+@cache
+def value_vocabulary(field_name: str) -> FrozenMap:
+    """Aliases of the values of compound field ``field_name`` → value key (``[vocabulary.<field>]`` of
+    ``data/finance.toml``; keys map to themselves; aliases lower-cased and stripped). Empty for other fields."""
+    table = load_toml("finance.toml").get("vocabulary", {}).get(field_name, {})
+    vocab: dict[str, str] = {}
+    for key, spec in table.get("values", {}).items():
+        for alias in [key, *spec.get("aliases", [])]:
+            vocab.setdefault(str(alias).strip().lower(), key)
+    return FrozenMap(vocab)
+
+
+@cache
+def vocabulary_labels(field_name: str) -> tuple[str, FrozenMap]:
+    """(Chinese name of compound field ``field_name``, value key → Chinese name) from ``[vocabulary.<field>]``;
+    the field name itself and an empty map for a field without a vocabulary."""
+    table = load_toml("finance.toml").get("vocabulary", {}).get(field_name, {})
+    names = {key: spec.get("name_zh", key) for key, spec in table.get("values", {}).items()}
+    return table.get("name_zh", field_name), FrozenMap(names)
+
+
+def _canonical(value: Any, vocabulary: Mapping[str, str]) -> str:
+    text = str(value).strip()
+    return vocabulary.get(text.lower(), text)
+
+
+def canonical_values(values: pd.Series, field_name: str) -> pd.Series:
+    """``values`` of compound field ``field_name`` as value keys of its vocabulary (``公房`` → ``public_housing``);
+    values not in it stay as stripped text, missing ones None."""
+    vocabulary = value_vocabulary(field_name)
+    missing = values.isna().to_numpy()
+    out = values.astype(object).map(lambda v: _canonical(v, vocabulary)).astype(object)
+    out[missing] = None
+    return out
 
 
 # -------------------------------------------------------------------------------------- assumptions
@@ -540,10 +693,19 @@ def assumptions_table(settings: FinanceSettings | Mapping[str, Any] | None = Non
                      "unit": param.unit, "source": param.source, "verified": bool(param.verified),
                      "overridden": param.overridden})
     for key, rule in s.funding.items():
+        scope = "; ".join([f"classes {', '.join(rule.classes)}",
+                           *([f"payers {', '.join(rule.payers)}"] if rule.payers else []),
+                           *([f"items {', '.join(rule.items)}"] if rule.items else []), rule.kind,
+                           *([f"paid by {rule.payer_of()}"] if rule.split is None else [])])
+        by = f"; other values of {rule.rate_by}" if rule.rate_by else ""
         rows.append({"group": "funding", "key": f"funding.{key}.rate", "name_zh": rule.name_zh,
-                     "value": rule.rate, "unit": f"{rule.unit} ({rule.basis}; "
-                     f"classes {', '.join(rule.classes)}; {rule.kind})",
+                     "value": rule.rate, "unit": f"{rule.unit} ({rule.basis}; {scope}{by})",
                      "source": rule.source, "verified": bool(rule.verified), "overridden": rule.overridden})
+        for value, rate in rule.rates.items():
+            rows.append({"group": "funding", "key": f"funding.{key}.rates.{value}",
+                         "name_zh": f"{rule.name_zh}({rule.rate_by} = {value})", "value": rate,
+                         "unit": rule.unit, "source": rule.source, "verified": bool(rule.verified),
+                         "overridden": rule.overridden})
         for part, share in (rule.split or {}).items():
             rows.append({"group": "funding", "key": f"funding.{key}.split.{part}",
                          "name_zh": rule.split_zh.get(part, part), "value": share,
