@@ -29,7 +29,7 @@ from . import outdir as outdirs
 from ._errors import ConfigError, LayerError
 from .config import PlanConfig, load_config
 from .plan import Plan, PlanResult, run_stages
-from .schema import COMPOUND_PARTS, Layers, ValidationReport
+from .schema import COMPOUND_PARTS, LAYER_NAMES, Layers, ValidationReport
 from .standards import Standards, load_standards
 
 __all__ = [
@@ -67,7 +67,7 @@ _OWNED = (("facilities", "facility_id"), ("vacant", "parcel_id"), ("projects", "
 #: stages each partition runs; siting and the funding balance optimise over the whole area and run once on the
 #: merged result (siting from the covering pairs the partitions computed on their own part of the network)
 PARTITION_STAGES = ("eligibility", "coverage", "bundling")
-MERGED_STAGES = ("siting", "finance")
+MERGED_STAGES = ("siting", "finance", "phasing")
 
 
 # ------------------------------------------------------------------------------------------- partitions
@@ -101,7 +101,7 @@ def halo_width(config: PlanConfig, facilities: pd.DataFrame | None = None) -> tu
     ``L + 2·max_snap_m`` of the partition give exact coverage. Capacity-aware access (2SFCA, catchment
     ``d0``) of a compound depends on the demand around every facility within ``d0``: compounds within
     ``2·d0`` and roads within ``2·d0 + max_snap_m`` are needed. Adjacency for bundling looks ``gap_m`` past
-    the partition.
+    the partition, and a scattered compound joins the nearest bundle within ``merge_scattered_within_m``.
 
     Returns
     -------
@@ -118,6 +118,8 @@ def halo_width(config: PlanConfig, facilities: pd.DataFrame | None = None) -> tu
     network = limit + 2 * snap
     rules = bundling_settings(config.stage_settings.get("bundling") or None)
     compounds = float(rules["gap_m"] + rules["touch_tol_m"])
+    if rules.get("merge_scattered"):  # a scattered compound joins the nearest bundle within this distance
+        compounds = max(compounds, float(rules["merge_scattered_within_m"] + rules["touch_tol_m"]))
     sfca = ft.index[ft["capacity_per_1000_households"].notna()]
     if facilities is not None and "capacity" in facilities.columns:
         has_cap = pd.to_numeric(facilities["capacity"], errors="coerce").notna()
@@ -274,7 +276,7 @@ def make_partitions(layers: Layers, config: PlanConfig, by: str = "subdistrict",
                                          f"halo {net_halo:g} m"])
         sub = Layers(**subset, report=report, sources=dict(layers.sources))
         h = hashlib.sha256(settings.encode())
-        for name in ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "buildings", "deficits"):
+        for name in LAYER_NAMES:  # every input layer: a change to any of them re-runs the partition
             h.update(_hash_frame(subset.get(name)).encode())
         h.update(json.dumps({k: sorted(v) for k, v in own.items()}, ensure_ascii=False).encode())
         parts.append(Partition(key=str(key), slug=_slug(str(key), used), layers=sub, own=own,
@@ -598,6 +600,9 @@ def merge_partitions(results: Sequence[Mapping[str, Any]], layers: Layers, confi
     outputs = {n: concat(v) for n, v in outputs.items()}  # type: ignore[arg-type]
     tables = {n: concat(v) for n, v in tables.items()}  # type: ignore[arg-type]
     _renumber_bundles(outputs, tables)
+    if "connections" in outputs and len(outputs["connections"]):
+        outputs["connections"] = outputs["connections"].sort_values(
+            ["bundle_id", "compound_a", "compound_b", "kind"], kind="stable").reset_index(drop=True)
     st = load_standards(config.standards)
     settled, graph = _settle_unreached(tables, layers, config, st)
     if settled:

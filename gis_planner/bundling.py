@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -12,16 +11,16 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from gis_planner import eligibility
+from gis_planner import bundle_options, eligibility
 from gis_planner._errors import ConfigError, LayerError
+from gis_planner.bundle_options import REL_EPS as _REL_EPS
 from gis_planner.datafiles import load_toml
 from gis_planner.schema import load_schema
 
-__all__ = ["adjacency", "bundle", "load_settings", "PAIR_COLUMNS", "BUNDLE_COLUMNS"]
+__all__ = ["adjacency", "bundle", "connections", "load_settings", "PAIR_COLUMNS", "BUNDLE_COLUMNS",
+           "CONNECTION_COLUMNS", "ENTITY_FIELD"]
 
 PAIR_COLUMNS = [
     "compound_a", "compound_b", "gap_m", "adjacent", "reason", "reason_zh", "reason_en",
@@ -30,17 +29,25 @@ PAIR_COLUMNS = [
 BUNDLE_COLUMNS = [
     "bundle_id", "member_ids", "n_compounds", "households", "floor_area_m2", "cost_cny", "area_m2",
     "parcel_ids", "project_ids", "compactness", "subdistrict", "community", "isolated", "over_cap", "split",
-    "scattered", "n_secondary", "rationale_zh", "rationale_en", "geometry",
+    "scattered", "n_secondary", "merged_ids", "diameter_m", "implementing_entity", "common_needs",
+    "n_walls_to_open", "n_paths_to_connect", "rationale_zh", "rationale_en", "geometry",
 ]
+#: columns of :func:`connections`
+CONNECTION_COLUMNS = ["bundle_id", "compound_a", "compound_b", "kind", "kind_zh", "kind_en", "length_m", "gap_m",
+                      "geometry"]
+#: the compounds column naming the 实施主体 (implementing entity, B6 [000:757])
+ENTITY_FIELD = "implementing_entity"
 _UNITS = {"subdistrict": ("街道", "subdistricts", "subdistrict"), "community": ("社区", "communities", "community")}
 _RULE_TYPES = {
     "gap_m": float, "barrier_classes": list, "same_unit": str, "max_households": float,
     "max_floor_area_m2": float, "max_cost_cny": float, "min_floor_area_m2": float, "touch_tol_m": float,
-    "max_neighbours": float,
+    "max_neighbours": float, "merge_scattered": bool, "merge_scattered_within_m": float, "max_diameter_m": float,
+    "same_entity": bool, "needs_weight": float, "needs_columns": list, "connect_gap_m": float,
 }
 _CAP_COLUMNS = (("max_households", "households"), ("max_floor_area_m2", "floor_area_m2"),
                 ("max_cost_cny", "cost_cny"))
-_REL_EPS = 1e-9
+_NUMBERS = ("gap_m", "max_households", "max_floor_area_m2", "max_cost_cny", "min_floor_area_m2", "touch_tol_m",
+            "max_neighbours", "merge_scattered_within_m", "max_diameter_m", "needs_weight", "connect_gap_m")
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -58,6 +65,13 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict:
     ----------
     overrides : e.g. ``{"gap_m": 50, "max_households": 3000, "same_unit": "community"}``. ``same_unit``
         is ``"subdistrict"``, ``"community"`` or ``"none"``/``None``; caps of 0 or ``None`` mean no cap.
+        The options of DOMAIN.md §10.2.4 (each explained in ``data/bundling.toml``): ``merge_scattered``
+        (true/false) and ``merge_scattered_within_m`` (metres): a compound under ``min_floor_area_m2`` left
+        alone joins the nearest bundle; ``max_diameter_m`` (metres, 0/``None`` = off): the largest straight-line
+        distance between two member centroids (one 15-minute circle); ``same_entity`` (true/false): compounds
+        of different ``implementing_entity`` are not adjacent; ``needs_weight`` (0–1) and ``needs_columns``:
+        common needs as a Ward tie-breaker; ``connect_gap_m`` (metres): gaps between member compounds up to this
+        are paths to connect (at most ``gap_m``: only neighbours are connected).
 
     Returns
     -------
@@ -80,12 +94,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict:
         if key not in _RULE_TYPES:
             raise ConfigError(f"bundling: unknown setting {key!r}; known: {', '.join(sorted(_RULE_TYPES))}")
         want = _RULE_TYPES[key]
-        if value is None and key in ("same_unit", "max_households", "max_floor_area_m2", "max_cost_cny"):
+        if value is None and key in ("same_unit", "max_households", "max_floor_area_m2", "max_cost_cny",
+                                     "max_diameter_m"):
             value = "none" if key == "same_unit" else 0.0
         if want is list and isinstance(value, tuple | list):
             value = list(value)
         elif want is float and isinstance(value, int | float) and not isinstance(value, bool):
             value = float(value)
+        elif want is bool and isinstance(value, bool):
+            pass
         elif not isinstance(value, want) or isinstance(value, bool):
             raise ConfigError(f"bundling.{key}: expected {want.__name__}, got {value!r}")
         out[key] = value
@@ -104,10 +121,15 @@ def _check_settings(s: dict) -> None:
     if bad:
         raise ConfigError(f"bundling.barrier_classes: unknown road class(es) {bad}; known: "
                           f"{', '.join(sorted(classes))}")
-    for key in ("gap_m", "max_households", "max_floor_area_m2", "max_cost_cny", "min_floor_area_m2",
-                "touch_tol_m", "max_neighbours"):
+    for key in _NUMBERS:
         if not math.isfinite(s[key]) or s[key] < 0:
             raise ConfigError(f"bundling.{key}: expected a finite number ≥ 0, got {s[key]!r}")
+    if s["needs_weight"] > 1:
+        raise ConfigError(f"bundling.needs_weight: expected a number in [0, 1] (a tie-breaker on the Ward cost, "
+                          f"not a criterion of its own), got {s['needs_weight']!r}")
+    if not all(isinstance(c, str) and c.strip() for c in s["needs_columns"]):
+        raise ConfigError(f"bundling.needs_columns: expected a list of compounds column names (text), got "
+                          f"{s['needs_columns']!r}")
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -176,29 +198,6 @@ def _units(compounds: gpd.GeoDataFrame, boundaries: gpd.GeoDataFrame | None, lev
     return np.array([None if pd.isna(v) else str(v) for v in values], dtype=object)
 
 
-def _crossing(lines: np.ndarray, barriers: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which connecting lines a barrier cuts (DE-9IM: a line barrier crosses the interior in a point, a polygon
-    barrier overlaps the interior), and the first such barrier's label."""
-    hit = np.zeros(len(lines), dtype=bool)
-    first = np.full(len(lines), None, dtype=object)
-    if not len(lines) or not len(barriers):
-        return hit, first
-    li, bi = shapely.STRtree(barriers).query(lines, predicate="intersects")
-    # a line barrier must cross the connecting line (interiors meet in a point, not run along it);
-    # a polygon barrier (river area) must contain part of its interior
-    polygonal = np.isin(shapely.get_type_id(barriers[bi]), (3, 6))
-    keep = np.where(polygonal, shapely.relate_pattern(lines[li], barriers[bi], "T********"),
-                    shapely.relate_pattern(lines[li], barriers[bi], "0********"))
-    li, bi = li[keep], bi[keep]
-    hit[li] = True
-    if li.size:
-        order = np.lexsort((bi, li))
-        li, bi = li[order], bi[order]
-        start = np.r_[True, li[1:] != li[:-1]]
-        first[li[start]] = labels[bi[start]]
-    return hit, first
-
-
 def _along(corridors: np.ndarray, barriers: np.ndarray, labels: np.ndarray,
            tol: float) -> tuple[np.ndarray, np.ndarray]:
     """For touching compounds: does a barrier run along at least half of the shared edge (corridor of width 2·tol)?"""
@@ -251,6 +250,7 @@ def adjacency(
     barrier_classes: Sequence[str] | None = None,
     same_unit: str | None = None,
     touch_tol_m: float | None = None,
+    same_entity: bool | None = None,
 ) -> pd.DataFrame:
     """Candidate neighbour pairs of compounds and whether each pair is adjacent, with the reason.
 
@@ -262,7 +262,9 @@ def adjacency(
       in the gap does not) → ``barrier_road``;
     * a line or polygon of ``barriers`` (rivers, rail) does so → ``barrier_other``;
     * ``same_unit`` is ``"subdistrict"``/``"community"`` and the two compounds lie in different units
-      (the compounds' column; gaps filled from ``boundaries`` polygons of that ``level``) → ``different_unit``.
+      (the compounds' column; gaps filled from ``boundaries`` polygons of that ``level``) → ``different_unit``;
+    * ``same_entity`` is true and both compounds name an ``implementing_entity`` (实施主体), different ones
+      (「同一建设单位实施的…捆绑打包」 B6 [000:757]) → ``different_entity``; an empty entity does not block.
 
     Compounds closer than ``touch_tol_m`` (touching red lines, e.g. OSM areas drawn to road centre lines) are
     separated only by a barrier running along at least half of their shared edge.
@@ -280,6 +282,8 @@ def adjacency(
         :func:`bundle`, a pair table alone does not split by 街道 unless asked).
     touch_tol_m : red lines closer than this (metres) count as touching (None: ``touch_tol_m`` of
         ``data/bundling.toml``).
+    same_entity : only compounds of the same ``implementing_entity`` are neighbours (None: ``same_entity`` of
+        ``data/bundling.toml``); needs the ``implementing_entity`` column when true.
 
     Returns
     -------
@@ -298,7 +302,8 @@ def adjacency(
     >>> adjacency(c, r)[["compound_a", "compound_b", "gap_m", "adjacent", "reason"]].values.tolist()
     [['a', 'b', 20.0, True, 'adjacent'], ['b', 'c', 20.0, False, 'barrier_road']]
     """
-    given = {"gap_m": gap_m, "barrier_classes": barrier_classes, "touch_tol_m": touch_tol_m}
+    given = {"gap_m": gap_m, "barrier_classes": barrier_classes, "touch_tol_m": touch_tol_m,
+             "same_entity": same_entity}
     settings = load_settings({"same_unit": same_unit, **{k: v for k, v in given.items() if v is not None}})
     crs = compounds.crs
     _check_layer(compounds, "compounds", "compound_id", ("polygon",), None)
@@ -380,6 +385,15 @@ def candidate_pairs(geoms: np.ndarray, ids: np.ndarray, gap_m: float, max_neighb
     return a.astype(np.int64), b.astype(np.int64), dist
 
 
+def _entities(compounds: pd.DataFrame) -> np.ndarray:
+    """The 实施主体 of every compound (``implementing_entity``, trimmed), None when empty."""
+    if ENTITY_FIELD not in compounds.columns:
+        raise LayerError(f"compounds: same_entity is set but field {ENTITY_FIELD!r} (实施主体) is missing")
+    text = compounds[ENTITY_FIELD].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
+    text[text == ""] = None
+    return text
+
+
 def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
     gap, tol = s["gap_m"], s["touch_tol_m"]
     unit = None if s["same_unit"] == "none" else s["same_unit"]
@@ -404,8 +418,8 @@ def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
     far = np.flatnonzero(~touching)
     if far.size and (len(road_geoms) or len(other_geoms)):
         lines = shapely.shortest_line(ga[far], gb[far])
-        road_hit[far], road_id[far] = _crossing(lines, road_geoms, road_labels)
-        other_hit[far], other_id[far] = _crossing(lines, other_geoms, other_labels)
+        road_hit[far], road_id[far] = bundle_options.crossing_barriers(lines, road_geoms, road_labels)
+        other_hit[far], other_id[far] = bundle_options.crossing_barriers(lines, other_geoms, other_labels)
     near = np.flatnonzero(touching)
     if near.size and tol > 0 and (len(road_geoms) or len(other_geoms)):
         corr = shapely.intersection(shapely.buffer(ga[near], tol), shapely.buffer(gb[near], tol))
@@ -420,10 +434,15 @@ def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
         same[known] = ua[known] == ub[known]
     different = np.array([v is False for v in same], dtype=bool)
     unknown_unit = np.array([v is None for v in same], dtype=bool) & (unit is not None)
+    other_entity = np.zeros(n, dtype=bool)
+    if s["same_entity"]:
+        entity = _entities(compounds)
+        ea, eb = pd.Series(entity[a]), pd.Series(entity[b])
+        other_entity = (ea.notna() & eb.notna() & (ea != eb)).to_numpy()
 
-    reason = np.select([road_hit, other_hit, different, unknown_unit],
-                       ["barrier_road", "barrier_other", "different_unit", "adjacent_unit_unknown"],
-                       default="adjacent").astype(object)
+    reason = np.select([road_hit, other_hit, different, other_entity, unknown_unit],
+                       ["barrier_road", "barrier_other", "different_unit", "different_entity",
+                        "adjacent_unit_unknown"], default="adjacent").astype(object)
     texts = load_toml("bundling.toml")["adjacency_reasons"]
     unit_names = _UNITS.get(unit, ("单元", "units", "unit"))
     fmt = {"gap": f"{gap:g}", "classes": "/".join(_road_classes()[c] for c in s["barrier_classes"]) or "道路",
@@ -447,100 +466,6 @@ def _pairs(compounds, roads, boundaries, barriers, s: dict) -> pd.DataFrame:
         "same_unit": pd.Series(same, dtype=object),
     })
     return out.sort_values(["compound_a", "compound_b"], kind="stable").reset_index(drop=True)
-
-
-# ------------------------------------------------------------------------------------------- clustering
-def _agglomerate(n: int, ei: np.ndarray, ej: np.ndarray, xy: np.ndarray, area: np.ndarray,
-                 loads: np.ndarray, caps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Contiguity-constrained Ward merging under caps.
-
-    Components of the adjacency graph whose totals fit every cap become one region each. In a component that
-    does not fit, regions start as single compounds and the adjacent pair with the smallest Ward cost
-    (increase of area-weighted spatial inertia, m⁴) whose merged totals fit every cap is merged, until no
-    adjacent pair fits. Regions are therefore connected by construction, compact (Ward), and maximal: no two
-    adjacent regions can be merged within the caps. Ties are broken by node index (= compound_id order).
-
-    Returns
-    -------
-    (labels, comp): region label per node (the smallest node index of the region) and component per node.
-    """
-    if n == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    tot = np.zeros((comp.max() + 1 if n else 0, loads.shape[1]))
-    np.add.at(tot, comp, loads)
-    fits = np.all(tot <= caps * (1 + _REL_EPS), axis=1)
-    # label of a fitting component = its smallest node index
-    first = np.full(len(tot), n, dtype=np.int64)
-    np.minimum.at(first, comp, np.arange(n))
-    labels = first[comp]
-    big = ~fits[comp]
-    if not big.any():
-        return labels, comp
-
-    labels[big] = np.flatnonzero(big)
-    sel = big[ei] & big[ej]
-    ei, ej = ei[sel], ej[sel]
-    # per-region state as Python lists (fast scalar access in the merge loop)
-    cx, cy = xy[:, 0].tolist(), xy[:, 1].tolist()
-    w = area.tolist()
-    ld = loads.tolist()
-    cap = caps.tolist()
-    d = len(cap)
-    nbrs: dict[int, set[int]] = {int(i): set() for i in np.flatnonzero(big)}
-    for i, j in zip(ei.tolist(), ej.tolist(), strict=True):
-        nbrs[i].add(j)
-        nbrs[j].add(i)
-    version = [0] * n
-    alive = big.tolist()
-    parent = list(range(n))
-
-    def fits_pair(i: int, j: int) -> bool:
-        li, lj = ld[i], ld[j]
-        return all(li[k] + lj[k] <= cap[k] * (1 + _REL_EPS) for k in range(d))
-
-    def cost(i: int, j: int) -> float:
-        dx, dy = cx[i] - cx[j], cy[i] - cy[j]
-        return w[i] * w[j] / (w[i] + w[j]) * (dx * dx + dy * dy)
-
-    heap = [(cost(i, j), i, j, 0, 0) for i, j in zip(ei.tolist(), ej.tolist(), strict=True)
-            if i < j and fits_pair(i, j)]
-    heapq.heapify(heap)
-    while heap:
-        _, i, j, vi, vj = heapq.heappop(heap)
-        if not (alive[i] and alive[j]) or version[i] != vi or version[j] != vj:
-            continue
-        # merge j into i (i < j, so every region is labelled by its smallest node index)
-        wt = w[i] + w[j]
-        cx[i] = (cx[i] * w[i] + cx[j] * w[j]) / wt
-        cy[i] = (cy[i] * w[i] + cy[j] * w[j]) / wt
-        w[i] = wt
-        ld[i] = [ld[i][k] + ld[j][k] for k in range(d)]
-        alive[j] = False
-        parent[j] = i
-        merged = (nbrs[i] | nbrs.pop(j)) - {i, j}
-        for k in merged:
-            nb = nbrs[k]
-            nb.discard(j)
-            nb.add(i)
-        nbrs[i] = merged
-        version[i] += 1
-        for k in merged:
-            if fits_pair(i, k):
-                a, b = (i, k) if i < k else (k, i)
-                heapq.heappush(heap, (cost(a, b), a, b, version[a], version[b]))
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    labels[big] = [find(x) for x in np.flatnonzero(big).tolist()]
-    return labels, comp
 
 
 # ---------------------------------------------------------------------------------------------- bundling
@@ -578,9 +503,23 @@ def _num(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def _rationale(row: dict, s: dict, unit_label: str) -> tuple[str, str]:
+def _texts() -> dict:
+    """Rationale, reason and connection texts of ``data/bundling.toml``."""
+    data = load_toml("bundling.toml")
+    return {"rationale": data["rationale"], "not_merged": data["scattered_not_merged"],
+            "kinds": data["connection_kinds"]}
+
+
+def _say(texts: dict, key: str, **fmt) -> tuple[str, str]:
+    entry = texts[key]
+    return entry["text_zh"].format(**fmt), entry["text_en"].format(**fmt)
+
+
+def _rationale(row: dict, s: dict, unit_label: str, texts: dict) -> tuple[str, str]:
     gap = f"{s['gap_m']:g}"
-    n = row["n_compounds"]
+    rat = texts["rationale"]
+    merged = row["merged"]
+    n_core = row["n_compounds"] - len(merged)
     units = [u for u in row[unit_label].split(";") if u] if unit_label else []
     if row["isolated"]:
         zh = f"独立小区：{gap}m内无可捆绑的相邻合格小区，单独成片"
@@ -588,39 +527,62 @@ def _rationale(row: dict, s: dict, unit_label: str) -> tuple[str, str]:
     elif row["over_cap"]:
         zh = "单个小区已超出片区规模上限，单独成片"
         en = "a single compound already exceeds a bundle cap; a bundle of its own"
-    elif n == 1:
-        zh = "相邻片区已达规模上限，单独成片"
-        en = "adjacent bundles are at their caps; a bundle of its own"
+    elif n_core == 1 and row["core_isolated"]:
+        zh, en = _say(rat, "core_isolated", id=row["core_id"], gap=gap)
+    elif n_core == 1 and row["split_diameter"] and not row["split_caps"]:
+        zh = f"与相邻片区合并将超出生活圈范围（{_num(s['max_diameter_m'])}m）" + ("" if merged else "，单独成片")
+        en = (f"merging with an adjacent bundle would exceed the {_num(s['max_diameter_m'])} m diameter"
+              + ("" if merged else "; a bundle of its own"))
+    elif n_core == 1:
+        zh = "相邻片区已达规模上限" + ("" if merged else "，单独成片")
+        en = "adjacent bundles are at their caps" + ("" if merged else "; a bundle of its own")
     else:
         where_zh = where_en = ""
         if len(units) == 1:
             where_zh, where_en = f"，同属{units[0]}", f", all in {units[0]}"
         elif len(units) > 1:
             where_zh, where_en = f"，跨{len(units)}个单元（{'、'.join(units)}）", f", across {len(units)} units"
-        zh = f"{n}个相邻小区{where_zh}，间距≤{gap}m"
-        en = f"{n} adjacent compounds{where_en}, gaps ≤ {gap} m"
+        zh = f"{n_core}个相邻小区{where_zh}，间距≤{gap}m"
+        en = f"{n_core} adjacent compounds{where_en}, gaps ≤ {gap} m"
+    parts: list[tuple[str, str]] = []
     if row["split"]:
         caps = [(k, s[k]) for k, _ in _CAP_COLUMNS if s[k] > 0]
-        zh += "；按规模上限（" + "，".join(
-            {"max_households": "户数≤", "max_floor_area_m2": "建筑面积≤", "max_cost_cny": "投资≤"}[k]
-            + _num(v) for k, v in caps) + "）拆分连片区域"
-        en += "; contiguous area split by the caps (" + ", ".join(f"{k} {_num(v)}" for k, v in caps) + ")"
+        if caps and (row["split_caps"] or not row["split_diameter"]):
+            parts.append(("按规模上限（" + "，".join(
+                {"max_households": "户数≤", "max_floor_area_m2": "建筑面积≤", "max_cost_cny": "投资≤"}[k]
+                + _num(v) for k, v in caps) + "）拆分连片区域",
+                "contiguous area split by the caps (" + ", ".join(f"{k} {_num(v)}" for k, v in caps) + ")"))
+        if row["split_diameter"]:
+            parts.append(_say(rat, "split_diameter", diameter=_num(s["max_diameter_m"])))
+    parts += [_say(rat, "merged_scattered", id=cid, floor=_num(fl), distance=_num(d)) for cid, fl, d in merged]
     if row["n_secondary"]:
-        zh += f"；含{row['n_secondary']}个按次要年限联动纳入的小区"
-        en += f"; {row['n_secondary']} admitted under the secondary cutoff"
+        parts.append((f"含{row['n_secondary']}个按次要年限联动纳入的小区",
+                      f"{row['n_secondary']} admitted under the secondary cutoff"))
+    if s["same_entity"] and row["implementing_entity"] and row["n_compounds"] > 1:
+        parts.append(_say(rat, "same_entity", entity=row["implementing_entity"]))
+    if row["common_needs"] and row["n_compounds"] > 1:
+        parts.append(_say(rat, "common_needs", needs=row["common_needs"]))
+    items = []
+    if row["n_walls_to_open"]:
+        items.append(_say(rat, "walls", n=row["n_walls_to_open"], length=_num(row["wall_length_m"])))
+    if row["n_paths_to_connect"]:
+        items.append(_say(rat, "paths", n=row["n_paths_to_connect"]))
+    if items:
+        parts.append(_say(rat, "connections", items_zh="、".join(i[0] for i in items),
+                          items_en=", ".join(i[1] for i in items)))
     if row["parcel_ids"]:
         k = len(row["parcel_ids"].split(";"))
-        zh += f"；可利用存量用地{k}处"
-        en += f"; {k} vacant parcel(s) attached"
+        parts.append((f"可利用存量用地{k}处", f"{k} vacant parcel(s) attached"))
     if row["project_ids"]:
         k = len(row["project_ids"].split(";"))
-        zh += f"；相邻收益项目{k}个"
-        en += f"; {k} revenue project(s) attached"
+        parts.append((f"相邻收益项目{k}个", f"{k} revenue project(s) attached"))
     if row["scattered"]:
-        zh += f"；建筑面积{_num(row['floor_area_m2'])}m²<{_num(s['min_floor_area_m2'])}m²，属零散片区，宜人工核实归并"
-        en += (f"; floor area {_num(row['floor_area_m2'])} m² < {_num(s['min_floor_area_m2'])} m² (scattered), "
-               "review manually")
-    return zh, en
+        why_zh, why_en = row["not_merged"] or ("", "")
+        parts.append((f"建筑面积{_num(row['floor_area_m2'])}m²<{_num(s['min_floor_area_m2'])}m²，属零散片区，"
+                      f"{why_zh + '，' if why_zh else ''}宜人工核实归并",
+                      f"floor area {_num(row['floor_area_m2'])} m² < {_num(s['min_floor_area_m2'])} m² "
+                      f"(scattered), {why_en + ', ' if why_en else ''}review manually"))
+    return zh + "".join("；" + p[0] for p in parts), en + "".join("; " + p[1] for p in parts)
 
 
 def bundle(
@@ -645,11 +607,19 @@ def bundle(
        bundle is merged into a touching one whenever the caps allow). A compound with no adjacent eligible
        compound is its own bundle (``isolated``); one exceeding a cap alone is its own bundle (``over_cap``);
        a bundle below ``min_floor_area_m2`` (default 15,000 m², [001:669]) is flagged ``scattered``.
-    3. Vacant parcels and revenue projects within ``gap_m`` of a member compound are attached to the nearest
-       bundle.
+       With ``max_diameter_m`` no bundle spans more than that between two member centroids (one 15-minute
+       circle); with ``needs_weight`` near-ties of the Ward cost go to pairs with common needs
+       (:func:`bundle_options.agglomerate`).
+    3. ``merge_scattered``: a compound under ``min_floor_area_m2`` left alone joins the nearest bundle within
+       ``merge_scattered_within_m`` (no barrier between, same unit / entity, caps and diameter kept;
+       :func:`bundle_options.scattered_merges`) — such a bundle is connected on the adjacency graph except for
+       its ``merged_ids``.
+    4. Vacant parcels and revenue projects within ``gap_m`` of a member compound are attached to the nearest
+       bundle; walls to open and paths to connect between members are counted (:func:`connections`).
 
     Bundle ids are ``B001``, ``B002`` … numbered in the order of each bundle's smallest member ``compound_id``
-    (string order), so the same input gives the same ids; the width grows beyond 999 bundles.
+    (string order, merged scattered compounds included), so the same input gives the same ids; the width grows
+    beyond 999 bundles.
 
     Parameters
     ----------
@@ -671,7 +641,11 @@ def bundle(
         ``area_m2`` (land area of the members, m²), ``parcel_ids``, ``project_ids``, ``compactness`` (Reock
         score of the bundle's convex hull: hull area / area of its minimum bounding circle, 0–1; 1 = disc,
         square ≈ 0.64), ``subdistrict``, ``community``, flags ``isolated``, ``over_cap``, ``split``,
-        ``scattered``, ``n_secondary``, and ``rationale_zh`` / ``rationale_en``.
+        ``scattered``, ``n_secondary``, ``merged_ids`` (scattered compounds merged by proximity),
+        ``diameter_m`` (largest distance between two member centroids, metres), ``implementing_entity``
+        (``;``-joined), ``common_needs`` (items every member needs, from ``needs_columns``),
+        ``n_walls_to_open``, ``n_paths_to_connect`` (see :func:`connections`), and ``rationale_zh`` /
+        ``rationale_en`` explaining each of these.
     pairs : the adjacency table of :func:`adjacency` for the compounds considered.
 
     Examples
@@ -736,7 +710,16 @@ def bundle(
     cost = _load(nodes, "cost_cny") if "cost_cny" in nodes.columns else np.zeros(n)
     loads = np.column_stack([households, floor, cost]) if n else np.empty((0, 3))
     caps = np.array([s[k] if s[k] > 0 else np.inf for k, _ in _CAP_COLUMNS])
-    labels, comp = _agglomerate(n, ei, ej, xy, area, loads, caps)
+    needs_col, needs, vocab = bundle_options.needs_matrix(nodes, s["needs_columns"])
+    labels, comp = bundle_options.agglomerate(n, ei, ej, xy, area, loads, caps, max_diameter=s["max_diameter_m"],
+                                              needs=needs, needs_weight=s["needs_weight"])
+    by_caps, by_diameter = bundle_options.split_reasons(labels, ei, ej, xy, loads, caps, s["max_diameter_m"])
+    degree = np.bincount(np.r_[ei, ej], minlength=n)
+    split_node = (pd.Series(labels).groupby(comp).transform("nunique").to_numpy() > 1) if n else np.zeros(0, bool)
+    alone = (degree == 0) & (np.bincount(labels, minlength=n)[labels] == 1) if n else np.zeros(0, bool)
+    scattered_nodes = alone & (floor < s["min_floor_area_m2"]) & bool(s["merge_scattered"])
+    labels, merges = _merge_scattered(nodes, index, pairs, labels, scattered_nodes, loads, caps, xy, roads,
+                                      barriers, boundaries, s)
 
     # number bundles by their smallest member id: the label is the smallest node index = smallest id
     uniq, region = np.unique(labels, return_inverse=True)
@@ -749,14 +732,10 @@ def bundle(
     bundle_col[elig_pos] = node_bundle
     out["bundle_id"] = bundle_col
 
-    degree = np.bincount(np.r_[ei, ej], minlength=n)
     size = np.bincount(region, minlength=nb)
-    regions_per_comp = pd.Series(region).groupby(comp).nunique().to_numpy() if n else np.empty(0, int)
     sums = {name: np.bincount(region, weights=v, minlength=nb)
             for name, v in (("households", households), ("floor_area_m2", floor), ("cost_cny", cost),
                             ("area_m2", area))}
-    comp_of_region = np.zeros(nb, dtype=np.int64)
-    comp_of_region[region] = comp
     single_over = (size == 1) & np.any(np.column_stack([sums["households"], sums["floor_area_m2"],
                                                         sums["cost_cny"]]) > caps * (1 + _REL_EPS), axis=1)
     iso = np.zeros(nb, dtype=bool)
@@ -773,6 +752,15 @@ def bundle(
     with np.errstate(invalid="ignore", divide="ignore"):
         compact = np.where(radius > 0, shapely.area(hull) / (np.pi * radius**2), 0.0)
 
+    def any_of(flags: np.ndarray) -> np.ndarray:
+        return np.bincount(region, weights=flags.astype(float), minlength=nb) > 0
+
+    merged_node = np.zeros(n, dtype=bool)
+    merged_node[merges.loc[merges["reason"] == "merged", "node"].to_numpy(dtype=np.int64)] = True
+    conn = _connection_table(node_ids, geoms, node_bundle, pairs, s, crs)
+    kinds = conn.groupby(["bundle_id", "kind"]).size().unstack(fill_value=0) if len(conn) else pd.DataFrame()
+    wall_m = conn[conn["kind"] == "open_wall"].groupby("bundle_id")["length_m"].sum()
+    entity = pd.Series(_entities(nodes)) if ENTITY_FIELD in nodes.columns else pd.Series([None] * n, dtype=object)
     tab = pd.DataFrame({
         "bundle_id": bundle_ids,
         "member_ids": pd.Series(node_ids).groupby(region).agg(";".join).reindex(range(nb)).to_numpy(),
@@ -788,24 +776,188 @@ def bundle(
         "community": _joined_unique(pd.Series(_units(nodes, boundaries, "community")), region, nb),
         "isolated": iso,
         "over_cap": single_over,
-        "split": regions_per_comp[comp_of_region] > 1 if nb else np.empty(0, bool),
+        "split": any_of(split_node),
         "scattered": sums["floor_area_m2"] < s["min_floor_area_m2"],
         "n_secondary": np.bincount(region, weights=admitted[elig_pos].astype(float), minlength=nb).astype(int),
+        "merged_ids": _joined_unique(pd.Series(np.where(merged_node, node_ids, None)), region, nb),
+        "diameter_m": np.round(bundle_options.group_diameters(xy, region)[1], 1) if n else np.zeros(0),
+        "implementing_entity": _joined_unique(entity, region, nb),
+        "common_needs": _common_needs(needs, vocab, region, nb) if needs_col else [""] * nb,
+        "n_walls_to_open": kinds.get("open_wall", pd.Series(dtype=int)).reindex(bundle_ids, fill_value=0)
+        .to_numpy(dtype=np.int64),
+        "n_paths_to_connect": kinds.get("connect_path", pd.Series(dtype=int)).reindex(bundle_ids, fill_value=0)
+        .to_numpy(dtype=np.int64),
     })
     if "cost_cny" not in nodes.columns:
         tab["cost_cny"] = np.nan
-    for col in ("bundle_id", "member_ids", "parcel_ids", "project_ids", "subdistrict", "community"):
+    for col in ("bundle_id", "member_ids", "parcel_ids", "project_ids", "subdistrict", "community", "merged_ids",
+                "implementing_entity", "common_needs"):
         tab[col] = tab[col].astype(str)
     for col in ("isolated", "over_cap", "split", "scattered"):
         tab[col] = tab[col].astype(bool)
     unit_label = s["same_unit"] if s["same_unit"] != "none" else "subdistrict"
     if unit_label not in tab or not any(tab[unit_label].astype(object).map(bool)):
         unit_label = ""
-    texts = [_rationale(r, s, unit_label) for r in tab.to_dict("records")]
-    tab["rationale_zh"] = pd.Series([t[0] for t in texts], dtype=str, index=tab.index)
-    tab["rationale_en"] = pd.Series([t[1] for t in texts], dtype=str, index=tab.index)
+    texts = _texts()
+    extra = _rationale_inputs(merges, node_ids, floor, region, nb, s, texts)
+    extra.update(split_caps=any_of(by_caps), split_diameter=any_of(by_diameter),
+                 core_isolated=any_of((degree == 0) & ~merged_node),
+                 core_id=pd.Series(node_ids[~merged_node]).groupby(region[~merged_node]).first()
+                 .reindex(range(nb)).to_numpy(dtype=object),
+                 wall_length_m=wall_m.reindex(bundle_ids, fill_value=0.0).to_numpy())
+    rows = tab.assign(**extra).to_dict("records")
+    rat = [_rationale(r, s, unit_label, texts) for r in rows]
+    tab["rationale_zh"] = pd.Series([t[0] for t in rat], dtype=str, index=tab.index)
+    tab["rationale_en"] = pd.Series([t[1] for t in rat], dtype=str, index=tab.index)
     bundles = gpd.GeoDataFrame(tab, geometry=dissolved, crs=crs)[BUNDLE_COLUMNS]
     return out, bundles, pairs
+
+
+def _common_needs(needs: np.ndarray, vocab: list[str], region: np.ndarray, nb: int) -> list[str]:
+    """Items every member of a bundle needs, ``;``-joined in vocabulary order."""
+    if not needs.shape[1] or not nb:
+        return [""] * nb
+    every = pd.DataFrame(needs).groupby(region).min().reindex(range(nb), fill_value=0).to_numpy() > 0
+    names = np.array(vocab, dtype=object)
+    return [";".join(names[row]) for row in every]
+
+
+_MERGE_REASON = {"barrier_road": "barrier", "barrier_other": "barrier", "different_unit": "different_unit",
+                 "different_entity": "different_entity"}
+
+
+def _merge_scattered(nodes, index, pairs, labels, scattered_nodes, loads, caps, xy, roads, barriers, boundaries,
+                     s) -> tuple[np.ndarray, pd.DataFrame]:
+    """:func:`bundle_options.scattered_merges` with the barriers, units, entities and pair verdicts of ``s``."""
+    if not scattered_nodes.any():
+        return labels, pd.DataFrame({"node": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
+    unit = None if s["same_unit"] == "none" else s["same_unit"]
+    units = _units(nodes, boundaries, unit) if unit else None
+    entities = _entities(nodes) if s["same_entity"] else None
+    road_geoms, _ = _barrier_arrays(roads, "road_id", s["barrier_classes"])
+    other_geoms, _ = _barrier_arrays(barriers, None, None)
+    blocked = pairs[~pairs["adjacent"].astype(bool) & pairs["compound_a"].isin(index.index)
+                    & pairs["compound_b"].isin(index.index)]
+    known = pd.DataFrame({"a": index.reindex(blocked["compound_a"]).to_numpy(dtype=np.int64),
+                          "b": index.reindex(blocked["compound_b"]).to_numpy(dtype=np.int64),
+                          "reason": blocked["reason"].map(_MERGE_REASON).to_numpy(dtype=object)})
+    return bundle_options.scattered_merges(
+        nodes.geometry.to_numpy(), labels, scattered_nodes, loads, caps, xy,
+        within_m=s["merge_scattered_within_m"], max_diameter=s["max_diameter_m"], units=units,
+        entities=entities, barriers=np.r_[road_geoms, other_geoms], known_pairs=known.dropna())
+
+
+def _rationale_inputs(merges: pd.DataFrame, node_ids: np.ndarray, floor: np.ndarray, region: np.ndarray,
+                      nb: int, s: dict, texts: dict) -> dict:
+    """Per bundle: the scattered compounds merged into it ``[(id, floor m², distance m)]`` and, for a scattered
+    compound left alone, why it was not merged ``(zh, en)``."""
+    merged: list[list] = [[] for _ in range(nb)]
+    why: list = [None] * nb
+    if not len(merges) or not s["merge_scattered"]:
+        return {"merged": merged, "not_merged": why}
+    node = merges["node"].to_numpy(dtype=np.int64)
+    done = (merges["reason"] == "merged").to_numpy()
+    for k, dist in zip(node[done].tolist(), merges.loc[done, "distance_m"].tolist(), strict=True):
+        merged[region[k]].append((node_ids[k], floor[k], dist))
+    unit_zh = _UNITS.get(s["same_unit"], ("单元",))[0]
+    near = merges["near_node"].to_numpy(dtype=np.int64)
+    for k, rsn, member, dist in zip(node[~done].tolist(), merges.loc[~done, "reason"].tolist(),
+                                    near[~done].tolist(), merges.loc[~done, "near_distance_m"].tolist(), strict=True):
+        # the nearest bundle is named by its nearest member compound: a bundle id is renumbered by a batch run
+        fmt = {"within": _num(s["merge_scattered_within_m"]), "diameter": _num(s["max_diameter_m"]),
+               "unit": unit_zh, "unit_en": _UNITS.get(s["same_unit"], ("", "units"))[1],
+               "compound": node_ids[member] if member >= 0 else "", "distance": _num(dist) if member >= 0 else ""}
+        why[region[k]] = _say(texts["not_merged"], rsn, **fmt)
+    return {"merged": merged, "not_merged": why}
+
+
+# ------------------------------------------------------------------------------------------- connections
+def _connection_table(ids: np.ndarray, geoms: np.ndarray, bundle_of: np.ndarray, pairs: pd.DataFrame, s: dict,
+                      crs) -> gpd.GeoDataFrame:
+    """Walls to open and paths to connect between adjacent members of one bundle (see :func:`connections`)."""
+    limit = max(min(s["connect_gap_m"], s["gap_m"]), s["touch_tol_m"])
+    index = pd.Series(np.arange(len(ids)), index=ids)
+    near = pairs[pairs["adjacent"].astype(bool) & (pairs["gap_m"].astype(float) <= limit)
+                 & pairs["compound_a"].astype(str).isin(index.index) & pairs["compound_b"].astype(str).isin(index.index)]
+    ia = index.reindex(near["compound_a"].astype(str)).to_numpy(dtype=np.int64)
+    ib = index.reindex(near["compound_b"].astype(str)).to_numpy(dtype=np.int64)
+    same = pd.notna(bundle_of[ia]) & (bundle_of[ia] == bundle_of[ib]) if len(ia) else np.zeros(0, bool)
+    ia, ib, gap = ia[same], ib[same], near["gap_m"].to_numpy(dtype=float)[same]
+    wall, length, geom = bundle_options.connection_geometries(geoms[ia], geoms[ib], gap, s["touch_tol_m"])
+    kind = np.where(wall, "open_wall", "connect_path").astype(object)
+    words = _texts()["kinds"]
+    table = gpd.GeoDataFrame({
+        "bundle_id": pd.Series(bundle_of[ia], dtype=object),
+        "compound_a": pd.Series(ids[ia], dtype=object),
+        "compound_b": pd.Series(ids[ib], dtype=object),
+        "kind": pd.Series(kind, dtype=object),
+        "kind_zh": pd.Series([words[k]["text_zh"] for k in kind], dtype=object),
+        "kind_en": pd.Series([words[k]["text_en"] for k in kind], dtype=object),
+        "length_m": np.where(wall, np.round(length, 2), np.nan),
+        "gap_m": np.round(gap, 3),
+    }, geometry=gpd.GeoSeries(geom, crs=crs).values, crs=crs)
+    return table.sort_values(["bundle_id", "compound_a", "compound_b"], kind="stable").reset_index(drop=True)
+
+
+def connections(
+    compounds: gpd.GeoDataFrame,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    pairs: pd.DataFrame | None = None,
+    roads: gpd.GeoDataFrame | None = None,
+    barriers: gpd.GeoDataFrame | None = None,
+) -> gpd.GeoDataFrame:
+    """Walls to open (打通围墙) and paths to connect (连通步行通道) between member compounds of each bundle.
+
+    「通过拆除违建、打通围墙、畅通微循环…归并整合」 B3 [000:307]; 「结合拆墙并院…」 B5 [000:741]. For each pair of
+    adjacent compounds of the same bundle: red lines within ``touch_tol_m`` that share an edge → ``open_wall``
+    with the shared edge (``length_m``); a gap up to ``connect_gap_m`` (at most ``gap_m``), or a corner contact
+    → ``connect_path`` with the shortest connecting segment (``gap_m``). Whether to open or to gate (「实行封闭
+    管理」 [000:1263]) stays the planner's choice: these are candidates.
+
+    Parameters
+    ----------
+    compounds : compounds with ``compound_id`` and ``bundle_id`` (the first output of :func:`bundle`).
+    settings : ``[bundling]`` overrides or the output of :func:`load_settings` (``connect_gap_m``,
+        ``touch_tol_m``, ``gap_m``, ``barrier_classes``).
+    pairs : the adjacency table of :func:`bundle` / :func:`adjacency` (reused: only its ``adjacent`` pairs are
+        connected, so no wall is opened across a barrier road). None: computed here among the bundled
+        compounds, with ``roads`` and ``barriers``.
+    roads, barriers : as in :func:`adjacency`, used only when ``pairs`` is None.
+
+    Returns
+    -------
+    GeoDataFrame with :data:`CONNECTION_COLUMNS`, sorted by ``bundle_id, compound_a, compound_b``: ``kind``
+    (``open_wall`` / ``connect_path``), ``kind_zh`` (打通围墙 / 连通步行通道), ``kind_en``, ``length_m`` (shared
+    edge, metres; NaN for a path), ``gap_m`` (metres between the red lines) and the geometry (shared edge or
+    connecting segment, a LineString; a MultiLineString where the shared edge is broken).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> c = gpd.GeoDataFrame({"compound_id": ["a", "b", "c"], "bundle_id": "B001"}, crs=32650, geometry=[
+    ...     shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 60), shapely.box(204, 0, 300, 100)])
+    >>> connections(c)[["compound_a", "compound_b", "kind_zh", "length_m", "gap_m"]].values.tolist()
+    [['a', 'b', '打通围墙', 60.0, 0.0], ['b', 'c', '连通步行通道', nan, 4.0]]
+    """
+    s = load_settings(settings)
+    crs = compounds.crs
+    _check_layer(compounds, "compounds", "compound_id", ("polygon",), None)
+    if "bundle_id" not in compounds.columns:
+        raise LayerError("compounds: required field 'bundle_id' is missing — run bundling.bundle() first")
+    bundled = compounds[compounds["bundle_id"].notna().to_numpy()]
+    if pairs is None:
+        _check_layer(roads, "roads", "", ("line",), crs)
+        _check_layer(barriers, "barriers", "", ("line", "polygon"), crs)
+        near = dict(s, gap_m=max(min(s["connect_gap_m"], s["gap_m"]), s["touch_tol_m"]), same_unit="none",
+                    same_entity=False)
+        pairs = _pairs(bundled, roads, None, barriers, near)
+    missing = [c for c in ("compound_a", "compound_b", "gap_m", "adjacent") if c not in pairs.columns]
+    if missing:
+        raise LayerError(f"pairs: required field(s) {missing} missing — pass the adjacency table of bundle()")
+    ids = bundled["compound_id"].astype(str).to_numpy()
+    return _connection_table(ids, bundled.geometry.to_numpy(), bundled["bundle_id"].astype(object).to_numpy(),
+                             pairs, s, crs)[CONNECTION_COLUMNS]
 
 
 #: Former name of :func:`load_settings`, kept so existing notebooks and scripts keep working.

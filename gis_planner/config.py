@@ -19,7 +19,8 @@ from .datafiles import load_toml
 __all__ = ["PlanConfig", "default_settings", "load_config", "setting_checks"]
 
 #: Sections whose defaults live in a stage's own data file and whose contents that stage checks.
-STAGE_SECTIONS = ("standards", "eligibility", "costs", "needs", "bundling", "siting", "finance")
+STAGE_SECTIONS = ("standards", "eligibility", "costs", "needs", "bundling", "siting", "finance", "phasing",
+                  "constraints")
 FREE_SECTIONS = ("layers", *STAGE_SECTIONS)
 #: The table of ``data/defaults.toml`` saying what each setting accepts (not a setting itself).
 CHECKS_TABLE = "checks"
@@ -37,7 +38,7 @@ def _check_stage_section(section: str, value: Any) -> Any:
     Every stage has one ``load_settings(overrides)`` (the standards: ``load_standards``); ``[costs]`` belongs
     to the eligibility stage.
     """
-    from . import bundling, eligibility, finance, needs, siting, standards
+    from . import bundling, constraints, eligibility, finance, needs, phasing, siting, standards
 
     given = dict(value)
     if section == "costs":
@@ -49,6 +50,8 @@ def _check_stage_section(section: str, value: Any) -> Any:
         "bundling": bundling.load_settings,
         "siting": siting.load_settings,
         "finance": finance.load_settings,
+        "phasing": phasing.load_settings,
+        "constraints": constraints.load_settings,
     }
     return loaders[section](given)
 

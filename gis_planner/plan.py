@@ -29,11 +29,12 @@ from .config import PlanConfig, load_config
 from .finance import MODES, FinanceResult
 from .finance import load_settings as load_finance_settings
 from .io import atomic_path, read_layers, write_csv, write_layers, write_xlsx
-from .manifest import run_manifest
+from .manifest import plan_year, run_manifest
 from .network import WalkGraph
 from .schema import Layers
 from .siting import SitingResult
 from .standards import Standards, load_standards
+from .workbook import programme_headers, programme_sheets
 
 __all__ = ["Plan", "PlanResult", "STAGES", "run_manifest", "run_stages"]
 
@@ -59,6 +60,7 @@ class PlanResult:
     bundling : the bundling stage's record, or None.
     siting : the siting stage's result (problem, solution, candidates), or None.
     finance : the funding balance (:class:`gis_planner.finance.FinanceResult`), or None.
+    phasing : the phasing stage's record (year per bundle, annual cost vs capacity, batch table), or None.
     siting_pairs : covering pairs (``siting.covering_pairs``) computed beforehand, e.g. merged from batch
         partitions; the siting stage then does not search the network again.
     timings : seconds per stage.
@@ -77,6 +79,7 @@ class PlanResult:
     bundling: stages.BundlingStage | None = None
     siting: SitingResult | None = None
     finance: FinanceResult | None = None
+    phasing: stages.PhasingStage | None = None
     siting_pairs: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
@@ -137,6 +140,15 @@ class PlanResult:
             p = self.tables["pairings"]
             amount = float(p["amount_cny"].sum()) if len(p) else 0.0
             rows.append(("cross-area pairings", f"{len(p)} ({amount / 1e4:,.0f} 万元)", "跨片区组合"))
+        if self.phasing is not None:
+            ph = self.phasing.result
+            rows.append(("phasing", f"{ph.n_placed}/{len(ph.table)} bundles, {ph.years[0]}–{ph.years[-1]}",
+                         "分年度实施(已排入/片区数)"))
+            binding = ph.annual.loc[ph.annual["binding"].astype(bool), "year"].nunique() if len(ph.annual) else 0
+            rows.append(("  years at capacity", f"{binding} of {len(ph.years)}", "年度资金达到上限的年数"))
+        cf = self.tables.get("constraints")
+        if cf is not None:
+            rows.append(("constraint findings", f"{len(cf)}", "约束核查待一事一议事项"))
         return rows
 
     def summary(self) -> str:
@@ -233,7 +245,8 @@ class PlanResult:
 
 _ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
                "bundles": "bundle_id", "proposed_facilities": "facility_id", "projects": "project_id",
-               "roads": "road_id", "boundaries": "boundary_id"}
+               "roads": "road_id", "boundaries": "boundary_id",
+               "connections": ["bundle_id", "compound_a", "compound_b", "kind"]}
 
 
 def _presentable(table: pd.DataFrame) -> pd.DataFrame:
@@ -254,8 +267,9 @@ def _presentable(table: pd.DataFrame) -> pd.DataFrame:
 
 def _sorted_layer(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     key = _ID_COLUMNS.get(name)
-    if key and key in gdf.columns:
-        return gdf.sort_values(key, kind="stable").reset_index(drop=True)
+    keys = [key] if isinstance(key, str) else list(key or [])
+    if keys and set(keys) <= set(gdf.columns):
+        return gdf.sort_values(keys, kind="stable").reset_index(drop=True)
     return gdf.reset_index(drop=True)
 
 
@@ -379,6 +393,8 @@ def _run_bundling(result: PlanResult) -> None:
     result.outputs["compounds"] = res.compounds
     _publish_bundles(result, res.bundles)
     result.tables["adjacency"] = res.adjacency
+    if res.connections is not None:
+        result.outputs["connections"] = res.connections  # 打通围墙 / 连通步行通道 candidates
     if "renovation_items" in result.tables:
         result.tables["renovation_items"] = stages.costed_items(result.tables["renovation_items"], res.compounds)
     if not len(res.bundles):
@@ -496,6 +512,39 @@ def _run_finance(result: PlanResult) -> None:
     result.tables["finance_payers"] = fin.by_payer
     result.workbooks["ledger"] = res.workbook
     result.messages.append(fin.summary_text())
+    findings = stages.check_constraints(out["compounds"], out["bundles"], result.layers, result.config,
+                                        proposed=out.get("proposed_facilities"), parcel_uses=fin.parcels)
+    out["constraint_findings"] = findings
+    result.tables["constraints"] = pd.DataFrame(findings.drop(columns=findings.geometry.name))
+
+
+def _run_phasing(result: PlanResult) -> None:
+    out, tables = result.outputs, result.tables
+    if "bundles" not in out or not len(out["bundles"]):
+        return
+    payers = tables.get("finance_payers")
+    res = stages.phase_programme(out["compounds"], out["bundles"], result.config,
+                                 items=tables.get("renovation_items"), payers=payers,
+                                 pairings=tables.get("pairings"), proposed=out.get("proposed_facilities"),
+                                 plan_year=plan_year(result.config)["reference_year"])
+    result.phasing = res
+    ph = res.result
+    table = ph.table
+    year = pd.Series(table["year"].to_numpy(), index=table["bundle_id"].astype(str).to_numpy())
+    reason = pd.Series(table["reason_zh"].to_numpy(), index=table["bundle_id"].astype(str).to_numpy())
+    b = out["bundles"].copy()
+    b["phase_year"] = b["bundle_id"].astype(str).map(year).astype("Int64").to_numpy()
+    b["phase_reason_zh"] = b["bundle_id"].astype(str).map(reason).to_numpy()
+    _publish_bundles(result, b)
+    tables["phasing"] = table
+    tables["phasing_annual"] = ph.annual
+    tables["annual_batches"] = res.batches
+    if "ledger" in result.workbooks:
+        sheets, headers = result.workbooks["ledger"]
+        extra = programme_sheets(table, ph.annual, res.batches)
+        result.workbooks["ledger"] = ({**sheets, **extra}, {**headers, **programme_headers()})
+    result.messages.append(f"phasing: {ph.n_placed}/{len(table)} bundles placed in {ph.years[0]}–{ph.years[-1]} "
+                           f"({ph.method}, {ph.status_zh}, gap {ph.gap:.2%}) — 分期实施")
 
 
 #: The stages after reading, in pipeline order: (key, English label, Chinese label, function(PlanResult)).
@@ -505,6 +554,7 @@ _PIPELINE: list[tuple[str, str, str, Callable[[PlanResult], None]]] = [
     ("bundling", "bundle adjacent compounds", "片区捆绑", _run_bundling),
     ("siting", "site missing facilities on vacant land", "补短板设施选址", _run_siting),
     ("finance", "funding balance and cross-area pairing", "资金平衡与跨片区组合", _run_finance),
+    ("phasing", "phasing under annual budgets", "分年度实施安排", _run_phasing),
 ]
 
 

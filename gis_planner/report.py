@@ -375,7 +375,8 @@ def bundle_report_html(result: Any, bundle_id: str, *, map_png: str | None = Non
                                  ("distance_m", "距离(m)", "int")]))
     # 五、组织实施
     parts.append(f"<h2>{SECTIONS_ZH[4]}</h2>")
-    parts.append('<div class="placeholder">（待编制）实施主体、工作专班组成、居民意愿征询与公示、工期安排、'
+    parts.append(_programme_html(result, row, comp, bundle_id))
+    parts.append('<div class="placeholder">（待编制）工作专班组成、居民意愿征询与公示、工期安排、'
                  '长效管理机制等，由实施单位按省级《实施方案文本编制模版》补充。</div>')
     title = f"{ctx.name if ctx.name != 'plan' else ''}片区 {bundle_id} 改造实施方案（评审稿）".strip()
     sub = f'生成时间 {html.escape(time.strftime("%Y-%m-%d %H:%M"))} · <a href="index.html">返回目录</a>'
@@ -394,6 +395,18 @@ def write_index(result: Any, outdir: str | os.PathLike, reports: Sequence[str] =
     files = ["map.html", "ledger.xlsx", "plan.gpkg", "run.json", *sorted(p.name for p in outdir.glob("*.csv") if not p.name.startswith("."))]
     links = [f'<li><a href="../{html.escape(f)}">{html.escape(f)}</a></li>' for f in files if (outdir / f).exists()]
     parts.append("<h2>成果文件</h2><ul>" + "".join(links) + "</ul>")
+    annual = _table_of(result, "phasing_annual")
+    if annual is not None and len(annual):
+        parts.append("<h2>分年度实施安排</h2>" + _table(annual.assign(
+            binding_zh=np.where(annual["binding"].astype(bool), "是", "否")), [
+            ("year_zh", "年度", "text"), ("level_zh", "资金层级", "text"), ("n_bundles", "片区数", "int"),
+            ("planned_cny", "计划安排(万元)", "wan"), ("capacity_cny", "年度上限(万元)", "wan"),
+            ("used_share", "使用率", "pct"), ("binding_zh", "达到上限", "text")]))
+        phased = _table_of(result, "phasing")
+        if phased is not None and "year" in phased.columns and phased["year"].isna().any():
+            left = phased[phased["year"].isna()]
+            parts.append("<h3>规划期内未排入的片区</h3>" + _table(left, [
+                ("bundle_id", "片区", "text"), ("total_cost_cny", "总投资(万元)", "wan"), ("reason_zh", "原因", "text")]))
     if not (outdir / "ledger.xlsx").exists():
         parts.append('<p class="note">台账 ledger.xlsx 尚未生成（资金平衡阶段未运行）。</p>')
     parts.append("<h2>片区实施方案</h2>")
@@ -436,6 +449,40 @@ def _is_verify(comp: pd.DataFrame) -> np.ndarray:
     if "eligibility" not in comp.columns:
         return np.zeros(len(comp), dtype=bool)
     return comp["eligibility"].eq("verify").to_numpy(bool)
+
+
+def _programme_html(result: Any, row: pd.Series, comp: pd.DataFrame, bundle_id: str) -> str:
+    """组织实施: the bundle's phasing year and why, its compounds' pipeline status and review numbers, the walls to
+    open / paths to connect between them, and the constraint findings to settle case by case (一事一议)."""
+    parts = []
+    year = row.get("phase_year")
+    if "phase_year" in row.index:
+        parts.append(_kv([("实施年度", "规划期内未排入" if pd.isna(year) else f"{int(year)}年"),
+                          ("安排理由", _e(row.get("phase_reason_zh"))),
+                          ("实施主体", _e(row.get("implementing_entity")))]))
+    batches = _table_of(result, "annual_batches")
+    if batches is not None and "bundle_id" in batches.columns:
+        mine = batches[batches["bundle_id"].astype(str) == str(bundle_id)]
+        if len(mine) and ({"pipeline_status_zh", "review_no"} & set(mine.columns)):
+            parts.append("<h3>项目状态（储备库）</h3>" + _table(mine, [
+                ("compound_id", "编号", "text"), ("name", "小区名称", "text"),
+                ("pipeline_status_zh", "项目状态", "text"), ("review_no", "审核编号", "text"),
+                ("plan_year", "计划年度", "text"), ("batch_note_zh", "备注", "text")]))
+    links = _table_of(result, "connections")
+    if links is not None and "bundle_id" in links.columns:
+        mine = links[links["bundle_id"].astype(str) == str(bundle_id)]
+        if len(mine):
+            parts.append("<h3>打通围墙与连通步行通道</h3>" + _table(mine, [
+                ("compound_a", "小区", "text"), ("compound_b", "相邻小区", "text"), ("kind_zh", "措施", "text"),
+                ("length_m", "共用边界长度(m)", "float"), ("gap_m", "间距(m)", "float")]))
+    findings = _table_of(result, "constraints")
+    if findings is not None and "bundle_id" in findings.columns:
+        mine = findings[findings["bundle_id"].astype(str) == str(bundle_id)]
+        parts.append("<h3>约束条件核查（一事一议）</h3>")
+        parts.append(_table(mine, [("rule_zh", "核查事项", "text"), ("object_id", "对象", "text"),
+                                   ("detail_zh", "情况", "text"), ("action_zh", "处理", "text")])
+                     if len(mine) else '<p class="note">未发现历史文化保护、绿地占用、消防通道或用地权属方面的约束。</p>')
+    return "".join(parts)
 
 
 def _reasons_zh(reasons: pd.Series | None) -> pd.Series | None:

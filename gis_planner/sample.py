@@ -18,7 +18,9 @@ from gis_planner.io import write_layers
 
 __all__ = ["make_sample_district", "write_sample_district", "LAYER_NAMES"]
 
-LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "buildings", "deficits")
+#: in the order of the GeoPackage (spatial layers first, then the 问题清单 table)
+LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "buildings", "heritage",
+               "green_space", "deficits")
 
 _COMPOUND_COLUMNS = [
     "compound_id", "name", "build_year", "households", "floor_area_m2", "n_buildings", "district",
@@ -28,6 +30,10 @@ _COMPOUND_COLUMNS = [
     "last_renovation_year", "structural_safety_ok", "danger_grade", "danger_floor_area_m2", "floors", "n_units",
     "utility_assets_owner", "parking_existing", "estimated_fields", "osm_flags",
 ]
+#: Pipeline fields ([pipeline] of the TOML) and the historic-district flag, appended after the columns above
+_PIPELINE_COLUMNS = ["pipeline_status", "review_no", "plan_year", "implementing_entity", "in_historic_district"]
+#: Tenure fields of the vacant parcels ([vacant_tenure] of the TOML), appended after the generated ones
+_VACANT_TENURE_COLUMNS = ["current_use", "landuse_nature", "needs_tenure_change"]
 #: Survey fields the sample leaves empty (not surveyed): the analyses then use their documented defaults
 #: (the demolished area of a C-grade compound without a buildings survey is the grade's default share).
 _NOT_SURVEYED = ("danger_floor_area_m2",)
@@ -241,8 +247,9 @@ def _vacant(cfg: dict, lots: list[_Lot]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(rows, geometry="geometry")
 
 
-def _facility_sites(cfg: dict, lots: list[_Lot], standards: dict) -> list[dict]:
-    rows = []
+def _facility_sites(cfg: dict, lots: list[_Lot], standards: dict) -> tuple[list[dict], dict[str, Polygon]]:
+    """Facility points at the centroids of the lots they take, and each site's lot by facility name."""
+    rows, site_lots = [], {}
     for ftype, name, near, cap, floor in cfg["facilities"]["sites"]:
         std = standards["facility_types"][ftype]
         min_land = float(std["min_land_m2"])
@@ -250,7 +257,8 @@ def _facility_sites(cfg: dict, lots: list[_Lot], standards: dict) -> list[dict]:
         geom = _take(lots, Point(near), target if ftype not in ("park", "metro_station") else 0.0,
                      min_side=float(std["min_width_m"]))
         rows.append(_facility_row(ftype, name, geom.centroid, cap, floor))
-    return rows
+        site_lots[name] = geom
+    return rows, site_lots
 
 
 def _facility_row(ftype: str, name: str, pt: Point, cap: float, floor: float) -> dict:
@@ -589,6 +597,82 @@ def _bus_stops(cfg: dict, roads: gpd.GeoDataFrame) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- issue 16: constraints and pipeline
+def _heritage(cfg: dict) -> gpd.GeoDataFrame:
+    """历史文化保护 polygons of ``[heritage]``: polygons and circles (``[[x, y], radius]``) in local metres."""
+    hc = cfg["heritage"]
+    rows = [{"heritage_id": hid, "name": name, "kind": kind, "protection_level": level,
+             "geometry": Polygon(coords)} for hid, kind, name, level, coords in hc["polygons"]]
+    rows += [{"heritage_id": hid, "name": name, "kind": kind, "protection_level": level,
+              "geometry": Point(centre).buffer(float(radius), quad_segs=16)}
+             for hid, kind, name, level, centre, radius in hc["circles"]]
+    return gpd.GeoDataFrame(rows, geometry="geometry").sort_values("heritage_id", ignore_index=True)
+
+
+def _green_space(cfg: dict, site_lots: dict[str, Polygon]) -> gpd.GeoDataFrame:
+    """绿地 of ``[green_space]``: the park sites' lots and hand-drawn strips, in local metres."""
+    gc = cfg["green_space"]
+    rows = [{"green_id": gid, "name": name, "kind": kind, "protected": bool(protected),
+             "geometry": site_lots[name]} for name, gid, kind, protected in gc["parks"]]
+    rows += [{"green_id": gid, "name": name, "kind": kind, "protected": bool(protected), "geometry": box(*rect)}
+             for gid, kind, name, protected, rect in gc["strips"]]
+    return gpd.GeoDataFrame(rows, geometry="geometry").sort_values("green_id", ignore_index=True)
+
+
+def _pipeline_fields(gdf: gpd.GeoDataFrame, cfg: dict, heritage: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """项目状态, 审核编号, 计划年度, 实施主体 ([pipeline] of the TOML) and 位于历史文化街区 (from ``heritage``).
+
+    Drawn from a random stream of their own (``[pipeline] seed``) for every compound, then kept for the compounds in
+    the pipeline (built before ``[eras] walkup_before``, no exclusion flag), so the values above stay unchanged.
+    """
+    pc = cfg["pipeline"]
+    rng = np.random.default_rng(pc["seed"])
+    n = len(gdf)
+    keys = [k for k, _ in pc["statuses"]]
+    weights = np.array([w for _, w in pc["statuses"]], dtype=float)
+    status = np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=weights / weights.sum())]
+    year_draw = rng.random(n)
+    in_pipeline = (gdf["build_year"] < _OLD_CUTOFF).to_numpy() & ~gdf[_FLAGS].to_numpy(dtype=bool).any(axis=1)
+    status = np.where(in_pipeline, status, None)
+    years = np.full(n, np.nan)
+    for key, (first, last) in pc["plan_years"].items():
+        pick = status == key
+        years[pick] = first + np.floor(year_draw[pick] * (last - first + 1))
+    out = gdf.copy()
+    out["pipeline_status"] = status
+    out["plan_year"] = pd.array(years, dtype="Float64").astype("Int64")
+    numbered = np.isin(status, pc["review_statuses"])
+    filed = pd.Series(years[numbered])
+    seq = filed.groupby(filed).cumcount() + 1  # rows are in compound_id order: numbered by id within the year
+    review = np.full(n, None, dtype=object)
+    review[numbered] = [f"{pc['review_prefix']}-{int(y)}-{k:03d}" for y, k in zip(filed, seq, strict=True)]
+    out["review_no"] = review
+    out["implementing_entity"] = np.where(in_pipeline, out["community"].map(pc["entities"]).to_numpy(), None)
+    districts = heritage[heritage["kind"].isin(cfg["heritage"]["district_kinds"])].geometry.to_numpy()
+    overlap = shapely.area(shapely.intersection(out.geometry.to_numpy()[:, None], districts[None, :]))
+    out["in_historic_district"] = (overlap > cfg["heritage"]["tolerance_m2"]).any(axis=1)
+    return out[[*_COMPOUND_COLUMNS, *_PIPELINE_COLUMNS, "geometry"]]
+
+
+def _vacant_tenure(vacant: gpd.GeoDataFrame, cfg: dict) -> gpd.GeoDataFrame:
+    """现状用途, 土地性质 (by owner type, then by parcel) and an unsurveyed 涉及权属变化 ([vacant_tenure])."""
+    vt = cfg["vacant_tenure"]
+    out = vacant.copy()
+    out["current_use"] = out["parcel_id"].map(vt["current_use"])
+    nature = out["owner_type"].map(vt["nature_by_owner"])
+    out["landuse_nature"] = out["parcel_id"].map(vt["nature_by_parcel"]).fillna(nature)
+    out["needs_tenure_change"] = None
+    return out[[c for c in out.columns if c != "geometry"] + ["geometry"]]
+
+
+def _road_widths(roads: gpd.GeoDataFrame, cfg: dict) -> gpd.GeoDataFrame:
+    """路面宽度 (m) by class, then by road name ([road_widths]); the generator's setbacks dropped."""
+    rw = cfg["road_widths"]
+    out = roads.drop(columns="setback_m")
+    out["width_m"] = out["name"].map(rw["by_name"]).fillna(out["road_class"].map(rw["by_class"])).astype(float)
+    return out[["road_id", "road_class", "name", "walkable", "width_m", "geometry"]]
+
+
 def _translate(gdf: gpd.GeoDataFrame, origin: list[float], crs: str) -> gpd.GeoDataFrame:
     out = gdf.copy()
     out["geometry"] = shapely.transform(out.geometry.values, lambda xy: xy + np.asarray(origin))
@@ -596,11 +680,12 @@ def _translate(gdf: gpd.GeoDataFrame, origin: list[float], crs: str) -> gpd.GeoD
 
 
 def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]:
-    """Build the synthetic sample district: seven layers in EPSG:4547 (metres) and the 问题清单 table.
+    """Build the synthetic sample district: nine layers in EPSG:4547 (metres) and the 问题清单 table.
 
     A ≈3 × 2.5 km county-town grid of arterials (≈750 m), secondary and branch roads (≈200 m) with
     ≈150 old residential compounds built 1978–2015, ≈30 vacant / idle parcels, ≈210 service facilities
-    with planted coverage gaps, 8 revenue projects and the boundaries of two 街道 and seven 社区.
+    with planted coverage gaps, 8 revenue projects, the boundaries of two 街道 and seven 社区, and the constraint
+    layers: a 历史文化街区, a 文物保护范围 and a 历史建筑 (``heritage``) and parks and strips (``green_space``).
     Parameters, names and the planted features are in ``gis_planner/data/sample_district.toml``;
     ``layers/README.md`` documents the result.
 
@@ -611,15 +696,17 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
 
     Returns
     -------
-    dict of layer name → GeoDataFrame: ``compounds``, ``vacant``, ``facilities``, ``roads``,
-    ``projects``, ``boundaries``, ``buildings`` (楼栋 of one 社区), and ``deficits`` (a DataFrame: the 问题清单 of
-    three compounds), with the columns of ``gis_planner/data/schema.toml``.
+    dict of layer name → GeoDataFrame, in :data:`LAYER_NAMES` order: ``compounds``, ``vacant``, ``facilities``,
+    ``roads``, ``projects``, ``boundaries``, ``buildings`` (楼栋 of one 社区), ``deficits`` (a DataFrame: the
+    问题清单 of three compounds), ``heritage`` and ``green_space``, with the columns of
+    ``gis_planner/data/schema.toml``.
 
     Examples
     --------
     >>> layers = make_sample_district()
     >>> sorted(layers)
-    ['boundaries', 'buildings', 'compounds', 'deficits', 'facilities', 'projects', 'roads', 'vacant']
+    ['boundaries', 'buildings', 'compounds', 'deficits', 'facilities', 'green_space', 'heritage', 'projects', \
+'roads', 'vacant']
     >>> layers["compounds"].crs.to_epsg()
     4547
     """
@@ -631,7 +718,7 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
     lots = _make_lots(cfg, roads, rng)
     projects = _projects(cfg, lots)
     vacant = _vacant(cfg, lots)
-    sites = _facility_sites(cfg, lots, standards)
+    sites, site_lots = _facility_sites(cfg, lots, standards)
     boundaries = _boundaries(cfg)
     compound_lots = _compound_geoms(cfg, lots, rng)
     compounds = _compounds(cfg, compound_lots, roads, boundaries, projects, rng)
@@ -640,6 +727,12 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
     facilities.insert(0, "facility_id", [f"F{i:03d}" for i in range(1, len(facilities) + 1)])
 
     buildings = _buildings(cfg, compounds)
+    # issue 16 layers and fields: computed from the layers above and streams of their own (nothing above changes)
+    heritage = _heritage(cfg)
+    green_space = _green_space(cfg, site_lots)
+    compounds = _pipeline_fields(compounds, cfg, heritage)
+    vacant = _vacant_tenure(vacant, cfg)
+    roads = _road_widths(roads, cfg)
     survey = cfg["deficit_survey"]
     deficits = pd.DataFrame([{"compound_id": cid, "item": item, "quantity": float(q), "note": survey["note"]}
                              for cid, rows in survey["rows"].items() for item, q in rows])
@@ -647,15 +740,17 @@ def make_sample_district(seed: int | None = None) -> dict[str, gpd.GeoDataFrame]
         "compounds": compounds,
         "vacant": vacant,
         "facilities": facilities,
-        "roads": roads.drop(columns="setback_m"),
+        "roads": roads,
         "projects": projects,
         "boundaries": boundaries,
         "buildings": buildings,
+        "heritage": heritage,
+        "green_space": green_space,
     }
     out = {name: _translate(gdf, cfg["origin"], cfg["crs"]).reset_index(drop=True)
            for name, gdf in layers.items()}
     out["deficits"] = deficits  # a table without geometry
-    return out
+    return {name: out[name] for name in LAYER_NAMES}
 
 
 def write_sample_district(path: str | os.PathLike, seed: int | None = None) -> Path:

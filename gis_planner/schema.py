@@ -42,9 +42,9 @@ __all__ = [
 ]
 
 LAYER_NAMES = ("compounds", "vacant", "facilities", "roads", "projects", "boundaries", "entrances", "buildings",
-               "deficits")
+               "deficits", "heritage", "green_space")
 #: Layers whose absence is normal and not reported.
-OPTIONAL_LAYERS = ("boundaries", "entrances", "buildings", "deficits")
+OPTIONAL_LAYERS = ("boundaries", "entrances", "buildings", "deficits", "heritage", "green_space")
 #: Layers that are tables without geometry (``geometry = "none"`` in schema.toml).
 TABLE_LAYERS = ("deficits",)
 #: Layers whose rows belong to a compound through ``compound_id`` (an unknown id is an error).
@@ -315,7 +315,9 @@ def _check_field(
         vocab_name = spec.get("values")
         if vocab_name:
             vocab = _vocabulary(vocab_name, facility_types)
-            mapped = out.map(lambda v: None if v is None else vocab.get(str(v).strip().lower(), "__bad__"))
+            # an empty cell is None, or NaN once pandas stores the text column as its string dtype
+            mapped = out.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
+                             else vocab.get(str(v).strip().lower(), "__bad__"))
             bad = np.flatnonzero((mapped == "__bad__").to_numpy())
             allowed = sorted(set(vocab.values()))
             for pos in bad:
@@ -361,8 +363,9 @@ def _check_field(
         finite &= ~frac
         values = np.where(frac, np.nan, values)
     lo, hi = spec.get("min"), spec.get("max")
+    ahead = int(spec.get("max_ahead", 0))  # a year field of plans (plan_year) may lie this many years ahead
     if kind == "year":
-        hi = current_year if hi is None else min(hi, current_year)
+        hi = current_year + ahead if hi is None else min(hi, current_year + ahead)
     elif kind == "int" and hi is None:  # a whole number must stay exact as a float64 and fit an Int64
         hi = _MAX_EXACT_INT
     if lo is not None:
@@ -376,7 +379,8 @@ def _check_field(
             if kind == "fraction" and values[pos] <= 100:
                 extra = " — looks like a percentage; give 0–1 or write it as '85%'"
             elif kind == "year":
-                extra = f" — in the future (now {current_year})"
+                extra = (f" — in the future (now {current_year})" if not ahead
+                         else f" — more than {ahead} years ahead (now {current_year})")
             col.add("error", "out_of_range", f"{name} {_show(raw.iloc[pos])} is above {hi}{extra}", pos, name)
     if kind in ("int", "year"):
         # a value already reported as beyond any whole number (1e30) cannot become an Int64: left empty
@@ -527,8 +531,8 @@ def validate_layer(
     Parameters
     ----------
     gdf : the layer as read (any column names; Chinese aliases are recognised).
-    layer : schema layer name (``compounds``, ``vacant``, ``facilities``, ``roads``, ``projects``,
-        ``boundaries``).
+    layer : schema layer name, one of :data:`LAYER_NAMES` (``compounds``, ``vacant``, ``facilities``, ``roads``,
+        ``projects``, ``boundaries``, ``heritage``, ``green_space`` …).
     source : file name used in messages (e.g. ``layers.gpkg``).
     facility_types : optional vocabulary name → facility type key (defaults to the standards data).
     current_year : year used to reject future build years (defaults to today).
@@ -853,7 +857,9 @@ class Layers:
     compounds, vacant, facilities, roads, projects, boundaries, entrances : GeoDataFrames (None when absent);
         ``entrances`` are points with ``compound_id`` through which a compound is reached on foot;
         ``buildings`` (楼栋 footprints with ``compound_id``) and ``deficits`` (问题清单: a table of
-        ``compound_id, item, quantity`` without geometry) refine the renovation items and their cost.
+        ``compound_id, item, quantity`` without geometry) refine the renovation items and their cost;
+        ``heritage`` (历史文化街区 / 文物保护范围 / 历史建筑 polygons) and ``green_space`` (绿地 polygons) are the
+        constraint layers of :func:`gis_planner.constraints.check`.
     report : the ValidationReport of reading and validating them.
     sources : layer name → where it was read from (file and layer), for messages and run.json.
     """
@@ -867,6 +873,8 @@ class Layers:
     entrances: gpd.GeoDataFrame | None = None
     buildings: gpd.GeoDataFrame | None = None
     deficits: pd.DataFrame | None = None
+    heritage: gpd.GeoDataFrame | None = None
+    green_space: gpd.GeoDataFrame | None = None
     report: ValidationReport = field(default_factory=ValidationReport)
     sources: dict[str, str] = field(default_factory=dict)
 

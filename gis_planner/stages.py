@@ -24,7 +24,18 @@ import geopandas as gpd
 import pandas as pd
 
 from . import buildings as building_survey
-from . import bundling, coverage, eligibility, finance, needs, network, siting
+from . import (
+    bundling,
+    constraints,
+    coverage,
+    eligibility,
+    finance,
+    needs,
+    network,
+    phasing,
+    pipeline,
+    siting,
+)
 from .config import PlanConfig
 from .finance import FinanceResult
 from .network import WalkGraph
@@ -37,12 +48,15 @@ __all__ = [
     "BundlingStage",
     "CoverageStage",
     "FinanceStage",
+    "PhasingStage",
     "assess_coverage",
     "balance_funding",
     "bundle",
     "bundle_coverage",
+    "check_constraints",
     "costed_items",
     "coverage_tables",
+    "phase_programme",
     "renovation_items",
     "screen",
     "site_facilities",
@@ -78,11 +92,13 @@ class CoverageStage:
 
 @dataclass(frozen=True, eq=False)
 class BundlingStage:
-    """What the bundling stage produced: compounds with ``bundle_id``, the bundles layer, the adjacency table."""
+    """What the bundling stage produced: compounds with ``bundle_id``, the bundles layer, the adjacency table and
+    the walls to open / paths to connect between member compounds (:func:`bundling.connections`)."""
 
     compounds: gpd.GeoDataFrame
     bundles: gpd.GeoDataFrame
     adjacency: pd.DataFrame
+    connections: gpd.GeoDataFrame | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,7 +208,8 @@ def bundle(compounds: gpd.GeoDataFrame, layers: Layers, config: PlanConfig) -> B
     """Bundle adjacent eligible compounds into 片区 projects (:func:`bundling.bundle`) with ``[bundling]``."""
     out, bundles, adjacency = bundling.bundle(compounds, layers.roads, layers.vacant, layers.projects,
                                               layers.boundaries, rules=_stage(config, "bundling"))
-    return BundlingStage(compounds=out, bundles=bundles, adjacency=adjacency)
+    links = bundling.connections(out, _stage(config, "bundling"), pairs=adjacency)
+    return BundlingStage(compounds=out, bundles=bundles, adjacency=adjacency, connections=links)
 
 
 def _siting_candidates(layers: Layers, table: pd.DataFrame, standards: Standards, config: PlanConfig) -> pd.DataFrame:
@@ -234,6 +251,48 @@ def site_facilities(compounds: gpd.GeoDataFrame, layers: Layers, graph: WalkGrap
                              _stage(config, "siting"), boundaries=layers.boundaries, entrances=layers.entrances,
                              max_snap_m=config.settings["network"]["max_snap_m"], pairs=pairs)
     return res, [f"siting: {w.message}" for w in caught]
+
+
+@dataclass(frozen=True, eq=False)
+class PhasingStage:
+    """What the phasing stage produced: the bundles' features and priorities, and the phasing itself.
+
+    Attributes
+    ----------
+    features : per bundle the cost by payer level, the priority and its explanation (:func:`phasing.bundle_features`).
+    result : :class:`phasing.PhasingResult` (year per bundle, annual cost vs capacity, unplaced bundles, gap).
+    batches : the annual batch table (批次申报表, :func:`pipeline.batch_table`).
+    """
+
+    features: pd.DataFrame
+    result: phasing.PhasingResult
+    batches: pd.DataFrame
+
+
+def phase_programme(compounds: gpd.GeoDataFrame, bundles: gpd.GeoDataFrame, config: PlanConfig, *,
+                    items: pd.DataFrame | None = None, payers: pd.DataFrame | None = None,
+                    pairings: pd.DataFrame | None = None, proposed: pd.DataFrame | None = None,
+                    plan_year: int) -> PhasingStage:
+    """Phase the bundles over the years under annual capacities (:func:`phasing.phase`, ``[phasing]``): the
+    priority of each bundle from its compounds, items and payer split; links from the pairings and the shared
+    facilities; then the annual batch table of the compounds."""
+    settings = phasing.load_settings(_stage(config, "phasing"))
+    features = phasing.bundle_features(bundles, compounds, items=items, payers=payers, pairings=pairings,
+                                       settings=settings)
+    links = phasing.links_from(pairings, proposed, bundles, settings=settings)
+    res = phasing.phase(features, links=links, settings=settings, plan_year=plan_year)
+    return PhasingStage(features=features, result=res, batches=pipeline.batch_table(compounds, res.table))
+
+
+def check_constraints(compounds: gpd.GeoDataFrame, bundles: gpd.GeoDataFrame, layers: Layers, config: PlanConfig,
+                      *, proposed: gpd.GeoDataFrame | None = None,
+                      parcel_uses: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
+    """Constraint findings to settle case by case (一事一议, :func:`constraints.check`, ``[constraints]``):
+    heritage overlap, green space lost, parking on a green strip, a narrow fire lane, a land-tenure change."""
+    return constraints.check(compounds=compounds, bundles=bundles, proposed=proposed, vacant=layers.vacant,
+                             roads=layers.roads, heritage=layers.heritage, green_space=layers.green_space,
+                             parcel_uses=parcel_uses,
+                             settings=constraints.load_settings(_stage(config, "constraints")))
 
 
 def balance_funding(compounds: gpd.GeoDataFrame, bundles: gpd.GeoDataFrame, layers: Layers,

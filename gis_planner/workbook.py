@@ -12,7 +12,7 @@ from gis_planner.finance import FinanceResult
 from gis_planner.finance.payers import payer_labels
 
 __all__ = ["XLSX_HEADERS", "class_cost_sheet", "items_sheet", "ledger_sheets", "ledger_workbook", "payer_sheet",
-           "status_sheet", "xlsx_headers"]
+           "programme_headers", "programme_sheets", "status_sheet", "xlsx_headers"]
 
 _BUNDLE_COLUMNS = ["bundle_id", "member_ids", "n_compounds", "n_verify", "households", "subdistrict", "cost_cny",
                    "verify_cost_cny",
@@ -124,6 +124,31 @@ def items_sheet(items: pd.DataFrame, compounds: pd.DataFrame) -> pd.DataFrame:
     keep = ["bundle_id", "compound_id", "name", "renovation_item_zh", "class_zh", "part_zh", "group_zh", "scope_zh",
             "quantity", "unit_zh", "unit_cost_cny", "cost_cny", "source_zh", "basis_zh"]
     return t[[c for c in keep if c in t.columns]].reset_index(drop=True)
+
+
+def programme_sheets(phasing: pd.DataFrame, annual: pd.DataFrame, batches: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The programme sheets of ``ledger.xlsx``: 分期实施 (year per bundle and why), 年度资金安排 (planned cost vs
+    capacity per year and payer level) and 批次申报表 (the compounds of each year's batch with the ledger fields
+    of [000:191])."""
+    keep = ["bundle_id", "year_zh", "priority", "priority_rank", "total_cost_cny", "central_cny", "local_cny",
+            "reason_zh"]
+    yearly = ["year_zh", "level_zh", "n_bundles", "planned_cny", "capacity_cny", "slack_cny", "used_share",
+              "binding"]
+    b = batches.copy()
+    b["year"] = b["year"].astype("Int64").astype(str).replace("<NA>", "未排入")
+    return {"分期实施": phasing[[c for c in keep if c in phasing.columns]],
+            "年度资金安排": annual[[c for c in yearly if c in annual.columns]],
+            "批次申报表": b.drop(columns=["pipeline_status"], errors="ignore")}
+
+
+def programme_headers() -> dict[str, str]:
+    """Chinese headers of :func:`programme_sheets` (besides :data:`XLSX_HEADERS`)."""
+    return {"year_zh": "实施年度", "priority": "优先级", "priority_rank": "优先排序", "central_cny": "中央和省级补助(元)",
+            "local_cny": "市区财政(元)", "reason_zh": "安排理由", "level_zh": "资金层级", "n_bundles": "片区数",
+            "planned_cny": "计划安排(元)", "capacity_cny": "年度资金上限(元)", "slack_cny": "余量(元)",
+            "used_share": "使用率", "binding": "达到上限", "year": "年度", "n_buildings": "楼栋数",
+            "build_year": "建成年代", "property_rights": "产权性质", "pipeline_status_zh": "项目状态",
+            "review_no": "审核编号", "plan_year": "计划年度", "batch_note_zh": "备注"}
 
 
 def payer_sheet(by_payer: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gis_planner import bundling, eligibility
+from gis_planner import bundle_options, bundling, eligibility
 from gis_planner._errors import ConfigError, LayerError
 
 CRS = 32650
@@ -347,10 +347,19 @@ def test_properties_on_random_layouts(layout):
     assert set(out.loc[out["bundle_id"].notna(), "compound_id"]) == eligible
     assert bundles["n_compounds"].sum() == len(eligible)
 
-    # every bundle is connected on the adjacency graph
+    # every bundle is connected on the adjacency graph, but for the scattered compounds merged by proximity:
+    # each of those had no adjacent eligible compound, is under min_floor_area_m2 and within reach of a member
     adj = pairs[pairs["adjacent"]]
     bid = out.set_index("compound_id")["bundle_id"]
-    for ms in members(bundles):
+    degree = pd.concat([adj["compound_a"], adj["compound_b"]]).value_counts()
+    geom = compounds.set_index("compound_id").geometry
+    floor = compounds.set_index("compound_id")["floor_area_m2"]
+    s = bundling.load_settings(rules)
+    for merged, listed in zip(bundles["merged_ids"], members(bundles), strict=True):
+        ms = [m for m in listed if m not in merged.split(";")]
+        for m in filter(None, merged.split(";")):
+            assert degree.get(m, 0) == 0 and floor[m] < s["min_floor_area_m2"]
+            assert geom[ms].distance(geom[m]).min() <= s["merge_scattered_within_m"]
         if len(ms) == 1:
             continue
         pos = {m: i for i, m in enumerate(ms)}
@@ -372,7 +381,6 @@ def test_properties_on_random_layouts(layout):
     sums = hh.loc[across["compound_a"].map(bid)].to_numpy() + hh.loc[across["compound_b"].map(bid)].to_numpy()
     assert (sums > cap).all()
     # isolated flag = no adjacent eligible compound
-    degree = pd.concat([adj["compound_a"], adj["compound_b"]]).value_counts()
     for _, b in bundles.iterrows():
         assert b["isolated"] == (b["n_compounds"] == 1 and degree.get(b["member_ids"], 0) == 0)
 
@@ -455,3 +463,235 @@ def test_candidate_pairs_keep_the_nearest_neighbours_of_overlapping_compounds():
     far = shapely.box(np.arange(50) * 120.0, 0, np.arange(50) * 120.0 + 100, 100)
     fa, fb, fd = bundling.candidate_pairs(far, ids[:50], 30.0, 2)  # two neighbours each: the limit is not hit
     assert len(fa) == 49 and np.allclose(fd, 20.0)
+
+
+# ------------------------------------------------------------------------- options of DOMAIN.md §10.2.4
+def scattered_layout(**columns) -> gpd.GeoDataFrame:
+    """C0–C1 (20 m apart), then C2 — 9,000 m² — 100 m east of C1, then C3–C4 150 m east of C2 (20 m apart)."""
+    xs = [0, 120, 320, 570, 690]
+    data = {"compound_id": [f"C{i}" for i in range(5)], "eligible": True, "households": 400,
+            "floor_area_m2": [20_000.0, 20_000.0, 9_000.0, 20_000.0, 20_000.0], "cost_cny": 1e6,
+            "subdistrict": "和平里街道"}
+    data.update(columns)
+    return gpd.GeoDataFrame(data, crs=CRS, geometry=[shapely.box(x, 0, x + 100, 100) for x in xs])
+
+
+def test_isolated_scattered_compound_merges_into_the_nearest_bundle():
+    c = scattered_layout()
+    out, bundles, pairs = bundling.bundle(c)
+    # C2 has no neighbour within 30 m; C1's bundle is 320 − 220 = 100 m away, C3's 570 − 420 = 150 m
+    assert members(bundles) == [["C0", "C1", "C2"], ["C3", "C4"]]
+    assert bundles["merged_ids"].tolist() == ["C2", ""]
+    assert out.set_index("compound_id")["bundle_id"]["C2"] == "B001"
+    assert bundles["households"].tolist() == [1200, 800] and bundles["floor_area_m2"].iloc[0] == 49_000.0
+    assert not bundles["isolated"].any() and not bundles["scattered"].any()
+    assert bundles["rationale_zh"].iloc[0] == ("2个相邻小区，同属和平里街道，间距≤30m；"
+                                               "零散小区 C2（9,000 m²）就近并入（相距 100 m）")
+    assert "scattered compound C2 (9,000 m²) merged into the nearest bundle (100 m away)" in \
+        bundles["rationale_en"].iloc[0]
+    assert not pairs["compound_a"].eq("C2").any() and not pairs["compound_b"].eq("C2").any()  # not adjacent
+    # switched off: C2 stays a scattered bundle of its own, flagged for a manual check as before
+    _, off, _ = bundling.bundle(c, rules={"merge_scattered": False})
+    assert members(off) == [["C0", "C1"], ["C2"], ["C3", "C4"]]
+    assert off["rationale_zh"].iloc[1] == ("独立小区：30m内无可捆绑的相邻合格小区，单独成片；"
+                                           "建筑面积9,000m²<15,000m²，属零散片区，宜人工核实归并")
+
+
+def test_scattered_merge_respects_reach_barriers_units_and_caps():
+    c = scattered_layout()
+    # out of reach: 100 m > 50 m
+    _, b, _ = bundling.bundle(c, rules={"merge_scattered_within_m": 50})
+    assert members(b) == [["C0", "C1"], ["C2"], ["C3", "C4"]]
+    assert "属零散片区，50m内无可就近并入的片区，宜人工核实归并" in b["rationale_zh"].iloc[1]
+    # an arterial between C1 and C2: C2 goes to the next nearest bundle, 150 m east
+    _, b, _ = bundling.bundle(c, streets([270], ["arterial"]))
+    assert members(b) == [["C0", "C1"], ["C2", "C3", "C4"]]
+    assert "零散小区 C2（9,000 m²）就近并入（相距 150 m）" in b["rationale_zh"].iloc[1]
+    # arterials on both sides: it stays alone and the rationale says why (the nearest bundle, 100 m)
+    _, b, _ = bundling.bundle(c, streets([270, 495], ["arterial", "arterial"]))
+    assert members(b) == [["C0", "C1"], ["C2"], ["C3", "C4"]]
+    assert "与最近的小区C1所在片区（相距 100 m）之间有道路或河流阻隔" in b["rationale_zh"].iloc[1]
+    # another 街道 than both bundles
+    c2 = scattered_layout(subdistrict=["甲街道", "甲街道", "乙街道", "甲街道", "甲街道"])
+    _, b, _ = bundling.bundle(c2)
+    assert members(b) == [["C0", "C1"], ["C2"], ["C3", "C4"]]
+    assert "与最近的小区C1所在片区（相距 100 m）分属不同街道" in b["rationale_zh"].iloc[1]
+    # caps: 800 + 400 hh > 1,000 for either bundle
+    _, b, _ = bundling.bundle(c, rules={"max_households": 1000})
+    assert members(b) == [["C0", "C1"], ["C2"], ["C3", "C4"]]
+    assert "并入最近的小区C1所在片区（相距 100 m）将超出规模上限" in b["rationale_zh"].iloc[1]
+    # the cap refuses the nearest bundle only: C0–C1 1,000 + 400 > 1,200 hh; C3–C4 600 + 400 ≤ 1,200 hh
+    c3 = scattered_layout(households=[500, 500, 400, 300, 300])
+    _, b, _ = bundling.bundle(c3, rules={"max_households": 1200})
+    assert members(b) == [["C0", "C1"], ["C2", "C3", "C4"]]
+    assert "相距 150 m" in b["rationale_zh"].iloc[1]
+
+
+def test_scattered_compound_joins_a_lone_compound_and_ids_follow_the_smallest_member():
+    # a 9,000 m² compound "A" 60 m from a 30,000 m² compound "Z" standing alone
+    c = gpd.GeoDataFrame({"compound_id": ["Z", "A"], "eligible": True, "households": 300,
+                          "floor_area_m2": [30_000.0, 9_000.0], "subdistrict": "和平里街道"}, crs=CRS,
+                         geometry=[shapely.box(0, 0, 100, 100), shapely.box(160, 0, 200, 40)])
+    out, b, _ = bundling.bundle(c)
+    assert b[["bundle_id", "member_ids", "merged_ids"]].values.tolist() == [["B001", "A;Z", "A"]]
+    assert not b["isolated"].item()
+    assert b["rationale_zh"].item() == "小区Z：30m内无相邻合格小区；零散小区 A（9,000 m²）就近并入（相距 60 m）"
+    # a second scattered compound near A only is not chained through A (targets are the bundles of the others)
+    c = pd.concat([c, gpd.GeoDataFrame({"compound_id": ["B"], "eligible": True, "households": 300,
+                                        "floor_area_m2": [5_000.0], "subdistrict": "和平里街道"}, crs=CRS,
+                                       geometry=[shapely.box(260, 0, 300, 40)])], ignore_index=True)
+    _, b, _ = bundling.bundle(c, rules={"merge_scattered_within_m": 100})
+    assert members(b) == [["A", "Z"], ["B"]]  # B is 60 m from A but 160 m from Z
+    assert "100m内无可就近并入的片区" in b["rationale_zh"].iloc[1]
+
+
+def test_max_diameter_keeps_each_bundle_within_one_circle():
+    c = row_of_compounds(5)  # centroids 120 m apart: 0, 120, …, 480
+    _, one, _ = bundling.bundle(c)
+    assert members(one) == [["C0", "C1", "C2", "C3", "C4"]] and one["diameter_m"].item() == 480.0
+    _, b, _ = bundling.bundle(c, rules={"max_diameter_m": 250})
+    # Ward (all areas equal, w = 10,000 m²): the five pairs tie at w/2·120² → C0–C1 first (id order); then C2–C3
+    # (w/2·120² = 7,200 w) beats C1C0+C2 (2w·w/3w·180² = 21,600 w); then C4 joins C2C3 (21,600 w, extent 240 m);
+    # C0C1 + C2C3C4 would span 480 m > 250 m
+    assert members(b) == [["C0", "C1"], ["C2", "C3", "C4"]]
+    assert b["diameter_m"].tolist() == [120.0, 240.0]
+    assert b["split"].all()
+    assert b["rationale_zh"].iloc[1] == ("3个相邻小区，同属和平里街道，间距≤30m；"
+                                         "按15分钟生活圈范围（成员小区中心直线距离≤250m）拆分连片区域")
+    # split by a cap and by the diameter: both are said
+    _, b, _ = bundling.bundle(c, rules={"max_diameter_m": 250, "max_households": 1000})
+    assert members(b) == [["C0", "C1"], ["C2", "C3"], ["C4"]]  # 3 × 400 hh > 1,000
+    assert "按规模上限（户数≤1,000）拆分连片区域" in b["rationale_zh"].iloc[1]
+    # a scattered compound is not merged past the diameter: C5 (9,000 m²) 100 m east of C4
+    c6 = pd.concat([c, gpd.GeoDataFrame({"compound_id": ["C5"], "eligible": True, "households": 100,
+                                         "floor_area_m2": [9_000.0], "cost_cny": 1e6, "subdistrict": "和平里街道"},
+                                        crs=CRS, geometry=[shapely.box(680, 0, 780, 100)])], ignore_index=True)
+    _, b, _ = bundling.bundle(c6, rules={"max_diameter_m": 250})
+    # C5's centroid (730) is 730 − 240 = 490 m from C2's: too wide for C2–C4
+    assert members(b) == [["C0", "C1"], ["C2", "C3", "C4"], ["C5"]]
+    assert "并入最近的小区C4所在片区（相距 100 m）将超出生活圈范围（250m）" in b["rationale_zh"].iloc[2]
+    # one bundle C0–C4 (480 m ≤ 500 m); with C5 it would span 730 − 50 = 680 m
+    _, b, _ = bundling.bundle(c6, rules={"max_diameter_m": 500})
+    assert members(b) == [["C0", "C1", "C2", "C3", "C4"], ["C5"]]
+    assert "将超出生活圈范围（500m）" in b["rationale_zh"].iloc[1]
+    _, b, _ = bundling.bundle(c6, rules={"max_diameter_m": 700})
+    assert members(b) == [["C0", "C1", "C2", "C3", "C4", "C5"]]
+    assert (b["merged_ids"].item(), b["diameter_m"].item()) == ("C5", 680.0)
+
+
+def test_same_implementing_entity_as_a_rule():
+    c = row_of_compounds(4, implementing_entity=["城投公司", "城投公司", "安居公司", None])
+    pairs = bundling.adjacency(c, same_entity=True)
+    assert pairs["reason"].tolist() == ["adjacent", "different_entity", "adjacent"]  # an empty entity never blocks
+    assert pairs["reason_zh"].iloc[1] == "分属不同实施主体"
+    assert pairs["adjacent"].tolist() == [True, False, True]
+    _, b, _ = bundling.bundle(c, rules={"same_entity": True})
+    assert members(b) == [["C0", "C1"], ["C2", "C3"]]
+    assert b["implementing_entity"].tolist() == ["城投公司", "安居公司"]
+    assert b["rationale_zh"].iloc[0] == "2个相邻小区，同属和平里街道，间距≤30m；同一实施主体（城投公司），可一次报批、分批实施"
+    _, b, _ = bundling.bundle(c)  # off by default
+    assert members(b) == [["C0", "C1", "C2", "C3"]] and b["implementing_entity"].item() == "城投公司;安居公司"
+    with pytest.raises(LayerError, match="'implementing_entity'"):
+        bundling.bundle(row_of_compounds(2), rules={"same_entity": True})
+
+
+def test_common_needs_break_near_ties_of_the_ward_cost():
+    # C1 in the middle; the cap (800 hh) takes two of the three 400-hh compounds; C0 is `g` metres from C1,
+    # C2 20 m. Centroid distances 100 + g and 120: Ward costs ∝ (100 + g)² and 120² = 14,400
+    def run(g, weight, **needs):
+        c = row_of_compounds(3, **needs)
+        c.geometry = [shapely.box(0, 0, 100, 100), shapely.box(100 + g, 0, 200 + g, 100),
+                      shapely.box(220 + g, 0, 320 + g, 100)]
+        return members(bundling.bundle(c, rules={"max_households": 800, "needs_weight": weight})[1])
+
+    needs = {"renovation_classes": ["提升", "基础;完善", "基础; 完善"]}  # Jaccard C0–C1 = 0, C1–C2 = 1
+    assert run(20, 0.0, **needs) == [["C0", "C1"], ["C2"]]  # exact tie, no weight: id order
+    assert run(20, 0.05, **needs) == [["C0"], ["C1", "C2"]]  # tie: common needs win
+    assert run(19, 0.05, **needs) == [["C0"], ["C1", "C2"]]  # 119² · 1.05 = 14,869 > 14,400
+    assert run(10, 0.05, **needs) == [["C0", "C1"], ["C2"]]  # 110² · 1.05 = 12,705 < 14,400: Ward wins
+    assert run(20, 0.05) == [["C0", "C1"], ["C2"]]  # no needs column: as before
+    # needs_signature, when given, is read first
+    sig = {"needs_signature": ["A1;B2", "C3", "A1;B2"], "renovation_classes": ["基础", "基础", "提升"]}
+    assert run(20, 0.05, **sig) == [["C0", "C1"], ["C2"]]  # both pairs dissimilar (0): tie → id order
+    sig["needs_signature"] = ["A1", "A1;B2", "A1;B2"]  # C0–C1: 1/2, C1–C2: 1
+    assert run(20, 0.05, **sig) == [["C0"], ["C1", "C2"]]
+    c = row_of_compounds(3, renovation_classes=["基础;完善", "基础;完善;提升", "基础;完善"])
+    _, b, _ = bundling.bundle(c)
+    assert b["common_needs"].item() == "基础;完善"
+    assert b["rationale_zh"].item() == "3个相邻小区，同属和平里街道，间距≤30m；共同改造需求：基础;完善"
+
+
+def test_connections_walls_and_paths_between_member_compounds():
+    c = gpd.GeoDataFrame({"compound_id": ["A", "B", "C", "D", "E"], "eligible": True, "households": 300,
+                          "floor_area_m2": 20_000.0, "subdistrict": "和平里街道"}, crs=CRS, geometry=[
+        shapely.box(0, 0, 100, 100),  # A
+        shapely.box(100, 0, 200, 60),  # B: shares A's edge x = 100 for y 0–60 → a 60 m wall
+        shapely.box(204, 0, 300, 100),  # C: 4 m from B → a path
+        shapely.box(320, 0, 400, 100),  # D: 20 m from C: neighbours, too far for a path
+        shapely.box(0, 100, 50, 150),  # E: on A's top edge x 0–50 → a 50 m wall
+    ])
+    out, b, pairs = bundling.bundle(c)
+    assert members(b) == [["A", "B", "C", "D", "E"]]
+    conn = bundling.connections(out, pairs=pairs)
+    assert list(conn.columns) == bundling.CONNECTION_COLUMNS
+    assert conn[["bundle_id", "compound_a", "compound_b", "kind", "kind_zh"]].values.tolist() == [
+        ["B001", "A", "B", "open_wall", "打通围墙"],
+        ["B001", "A", "E", "open_wall", "打通围墙"],
+        ["B001", "B", "C", "connect_path", "连通步行通道"],
+    ]
+    assert conn["length_m"].iloc[:2].tolist() == [60.0, 50.0] and np.isnan(conn["length_m"].iloc[2])
+    assert conn["gap_m"].tolist() == [0.0, 0.0, 4.0]
+    assert conn.geometry.iloc[0].equals(shapely.LineString([(100, 0), (100, 60)]))
+    assert conn.geometry.iloc[2].length == 4.0 and conn.crs == c.crs
+    assert (b["n_walls_to_open"].item(), b["n_paths_to_connect"].item()) == (2, 1)
+    assert "成员小区间可打通围墙2处（共110 m）、可连通步行通道1处" in b["rationale_zh"].item()
+    # computed without the pairs: the same table; connect_gap_m = 3 drops the path
+    pd.testing.assert_frame_equal(bundling.connections(out), conn)
+    assert bundling.connections(out, {"connect_gap_m": 3})["kind"].tolist() == ["open_wall", "open_wall"]
+    # an arterial along the shared edge A|B: no wall through it (and no bundle across it here)
+    out2, b2, pairs2 = bundling.bundle(c, streets([100], ["arterial"]))
+    conn2 = bundling.connections(out2, pairs=pairs2)
+    assert not ((conn2["compound_a"] == "A") & (conn2["compound_b"] == "B")).any()
+    with pytest.raises(LayerError, match="'bundle_id'"):
+        bundling.connections(c)
+
+
+def test_connection_geometry_near_touching_and_corner():
+    a = np.array([shapely.box(0, 0, 100, 100)] * 2, dtype=object)
+    b = np.array([shapely.box(100.5, 0, 200, 100), shapely.box(100, 100, 200, 200)], dtype=object)
+    wall, length, geom = bundle_options.connection_geometries(a, b, np.array([0.5, 0.0]), 1.0)
+    # 0.5 m apart: A's boundary within 1 m of B = the edge x = 100 (100 m) + 0.5 m of the top and bottom edges
+    # (x ≥ 99.5 lies within 1 m of B's corners) = 101 m, less 2 · (1 − 0.5) for those stubs = 100 m
+    assert wall.tolist() == [True, False] and length[0] == pytest.approx(100.0)
+    assert geom[0].length == pytest.approx(101.0)  # the geometry keeps the stubs
+    # touching in a corner only: a path of length 0 at the corner
+    assert geom[1].length == 0.0 and shapely.get_coordinates(geom[1]).tolist()[0] == [100.0, 100.0]
+
+
+def test_new_settings_are_checked_and_sourced():
+    s = bundling.load_settings({"merge_scattered": False, "max_diameter_m": None, "same_entity": True,
+                                "needs_weight": 0, "needs_columns": ("needs_signature",), "connect_gap_m": 3})
+    assert (s["merge_scattered"], s["max_diameter_m"], s["same_entity"], s["needs_weight"], s["connect_gap_m"]) == (
+        False, 0.0, True, 0.0, 3.0)
+    for bad, match in [({"merge_scattered": "yes"}, "merge_scattered: expected bool"),
+                       ({"same_entity": 1}, "same_entity: expected bool"),
+                       ({"max_diameter_m": -1}, "max_diameter_m"), ({"needs_weight": 2}, "needs_weight"),
+                       ({"needs_columns": [3]}, "needs_columns"), ({"connect_gap_m": float("nan")}, "connect_gap_m"),
+                       ({"merge_scattered_within_m": True}, "merge_scattered_within_m")]:
+        with pytest.raises(ConfigError, match=match):
+            bundling.load_settings(bad)
+    from gis_planner.datafiles import load_toml
+
+    data = load_toml("bundling.toml")
+    keys = set(data["settings"]) - {"source", "verified"}
+    assert keys == set(data["provenance"])
+    assert all(v["source"] and v["verified"] is False for v in data["provenance"].values())
+
+
+def test_a_compound_left_alone_by_the_diameter_says_so():
+    c = row_of_compounds(3)  # centroids 0, 120, 240 m
+    _, b, _ = bundling.bundle(c, rules={"max_diameter_m": 200})
+    # C0–C1 tie with C1–C2 (id order): C0C1; adding C2 would span 240 m > 200 m
+    assert members(b) == [["C0", "C1"], ["C2"]]
+    assert b["rationale_zh"].iloc[1].startswith("与相邻片区合并将超出生活圈范围（200m），单独成片")
+    assert "规模上限" not in b["rationale_zh"].iloc[1]

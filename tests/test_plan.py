@@ -454,3 +454,34 @@ def test_payer_table_adds_up_and_reaches_report_and_ledger(run_dir):
     for heading in ("问题清单（改造分项及工程量）", "片区汇总", "分类投资估算", "资金筹措（按出资主体）", "主体改造修缮",
                     "配套基础设施"):
         assert heading in page
+
+
+# --------------------------------------------------------------------- programme: phasing, batches, constraints
+def test_sample_phasing_binds_capacity_and_batches_follow_it(run_dir):
+    out, result = run_dir
+    annual = pd.read_csv(out / "phasing_annual.csv", encoding="utf-8-sig")
+    assert (annual["planned_cny"] <= annual["capacity_cny"] + 1.0).all()  # never over the annual capacity
+    assert annual["binding"].any() and annual["year"].nunique() == 5
+    phasing = result.tables["phasing"].set_index("bundle_id")
+    batches = result.tables["annual_batches"]
+    placed = batches[batches["year"].notna()]
+    # every compound's batch year is its bundle's phasing year
+    assert (placed["year"].astype(int).to_numpy()
+            == phasing.loc[placed["bundle_id"], "year"].astype(int).to_numpy()).all()
+    bundles = gpd.read_file(out / "plan.gpkg", layer="bundles").set_index("bundle_id")
+    assert (bundles.loc[phasing.index, "phase_year"].astype("Int64").fillna(0).to_numpy()
+            == phasing["year"].astype("Int64").fillna(0).to_numpy()).all()
+
+
+def test_sample_constraint_findings_reach_report_and_ledger(run_dir):
+    import openpyxl
+
+    out, result = run_dir
+    f = pd.read_csv(out / "constraints.csv", encoding="utf-8-sig")
+    assert {"K-HERITAGE", "K-GREEN-LOSS", "K-GREEN-PARKING"} <= set(f["rule_id"])
+    heritage = f[(f["rule_id"] == "K-HERITAGE") & (f["object_kind"] == "bundle")]
+    bid = heritage["bundle_id"].iloc[0]
+    page = (out / "reports" / f"{bid}.html").read_text(encoding="utf-8")
+    assert "约束条件核查（一事一议）" in page and "历史文化街区" in page
+    assert {"分期实施", "年度资金安排", "批次申报表"} <= set(openpyxl.load_workbook(out / "ledger.xlsx",
+                                                                               read_only=True).sheetnames)

@@ -108,7 +108,7 @@ def test_round_trip_sample_district_through_postgis(pg_url, tmp_path):
     src = _schema(pg_url, "in")
     out = _schema(pg_url, "out")
     assert io.write_postgis(_raw_sample(), src) == ["compounds", "vacant", "facilities", "roads", "projects",
-                                                   "boundaries", "buildings"]
+                                                   "boundaries", "buildings", "heritage", "green_space"]
     from_file = gp.read_layers(SAMPLE)
     from_file.deficits = None  # not in the schema: the database run costs every compound by the rules
     from_db = gp.read_layers(src)

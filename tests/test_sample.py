@@ -18,7 +18,8 @@ from gis_planner.sample import LAYER_NAMES, make_sample_district, write_sample_d
 GPKG = Path(__file__).resolve().parents[1] / "layers" / "sample_district.gpkg"
 ORIGIN_X, ORIGIN_Y = 500000.0, 3384750.0   # south-west corner of the district in EPSG:4547
 ID_COLUMNS = {"compounds": "compound_id", "vacant": "parcel_id", "facilities": "facility_id",
-              "roads": "road_id", "projects": "project_id", "boundaries": "boundary_id", "buildings": "building_id"}
+              "roads": "road_id", "projects": "project_id", "boundaries": "boundary_id", "buildings": "building_id",
+              "heritage": "heritage_id", "green_space": "green_id"}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,10 @@ def test_columns_and_vocabularies_match_schema(layers, schema):
     assert set(layers["roads"]["road_class"]) == set(values["road_classes"])
     assert set(layers["projects"]["kind"]) <= set(values["project_kinds"])
     assert set(layers["boundaries"]["level"]) <= set(values["boundary_levels"])
+    assert set(layers["heritage"]["kind"]) <= set(values["heritage_kinds"])
+    assert set(layers["green_space"]["kind"]) <= set(values["green_kinds"])
+    assert set(layers["compounds"]["pipeline_status"].dropna()) <= set(values["pipeline_statuses"])
+    assert set(layers["vacant"]["landuse_nature"].dropna()) <= set(values["landuse_natures"])
     types = set(standards["facility_types"])
     assert set(layers["facilities"]["facility_type"]) == types  # every type present, no others
     uses = layers["vacant"]["allowed_uses"].dropna()
@@ -259,6 +264,7 @@ def test_committed_gpkg_is_current(layers):
         stored = pyogrio.read_dataframe(GPKG, layer=name)
         if name == "compounds":
             stored["last_renovation_year"] = stored["last_renovation_year"].astype("Int64")
+            stored["plan_year"] = stored["plan_year"].astype("Int64")
             for col in ("has_owners_committee", "has_maintenance_fund"):
                 stored[col] = stored[col].astype("boolean")
         _assert_layer_equal(stored, layers[name])
@@ -317,3 +323,77 @@ def test_deficit_survey_names_menu_items(layers):
     assert sorted(d["compound_id"].unique()) == ["C111", "C112", "C132"]
     assert set(d["item"]) <= set(load_menu()["item_zh"])
     assert (d["quantity"] > 0).all()
+
+
+# ----------------------------------------------------------------------- issue 16: pipeline and constraint layers
+def test_pipeline_fields(layers):
+    c = layers["compounds"].set_index("compound_id")
+    cfg = load_toml("sample_district.toml")["pipeline"]
+    flags = ["is_self_built", "is_urban_village", "in_expropriation_plan", "planned_demolish_rebuild",
+             "in_shantytown_plan"]
+    in_pipeline = (c["build_year"] < 2001) & ~c[flags].any(axis=1)
+    status = c["pipeline_status"]
+    assert status.notna().eq(in_pipeline).all()
+    counts = status.value_counts()
+    assert set(counts.index) == {"reserve", "planning", "generated", "implementing"} and counts.min() >= 5
+    # plan year by status: 实施 2026, 生成 2026–2027, 谋划 2027–2028, 储备 not scheduled
+    for key, (first, last) in cfg["plan_years"].items():
+        assert c.loc[status == key, "plan_year"].between(first, last).all(), key
+    assert c.loc[status == "reserve", "plan_year"].isna().all() and c.loc[~in_pipeline, "plan_year"].isna().all()
+    # 审核编号 exactly for 生成 and 实施, JA-<plan year>-NNN numbered by compound id within the year
+    numbered = status.isin(["generated", "implementing"])
+    assert c["review_no"].notna().eq(numbered).all() and c["review_no"].dropna().is_unique
+    filed = c[numbered]
+    assert (filed["review_no"].str.slice(3, 7).astype(int) == filed["plan_year"]).all()
+    for _, g in filed.groupby("plan_year"):
+        assert g["review_no"].str.slice(8).astype(int).tolist() == list(range(1, len(g) + 1))
+    assert c.loc[in_pipeline, "implementing_entity"].eq(c.loc[in_pipeline, "community"].map(cfg["entities"])).all()
+    assert c.loc[~in_pipeline, "implementing_entity"].isna().all()
+
+
+def test_heritage_layer_and_historic_district_flag(layers):
+    h, c = layers["heritage"].set_index("heritage_id"), layers["compounds"].set_index("compound_id")
+    assert h["kind"].to_dict() == {"H01": "historic_district", "H02": "protection_zone", "H03": "historic_building"}
+    overlap = c.geometry.intersection(h.loc["H01", "geometry"]).area
+    assert c["in_historic_district"].eq(overlap > 1.0).all()
+    inside = c[c["in_historic_district"]]
+    assert inside.index.tolist() == ["C065", "C070", "C071", "C074"]
+    # at least one walk-up compound without an exclusion flag (eligible) lies in the district
+    assert (inside["build_year"] < 2001).sum() >= 2 and inside["pipeline_status"].notna().sum() >= 2
+    # the district stops short of the urban-village project P3; the drum tower's range touches no compound
+    p3 = layers["projects"].set_index("project_id").loc["P3", "geometry"]
+    assert h.loc["H01", "geometry"].intersection(p3).area == 0
+    assert not c.intersects(h.loc["H02", "geometry"]).any()
+    # the granary (24 m × 40 m = 960 m²) stands on the granary land V03
+    v03 = layers["vacant"].set_index("parcel_id").loc["V03", "geometry"]
+    assert h.loc["H03", "geometry"].within(v03) and h.loc["H03", "geometry"].area == pytest.approx(960.0)
+
+
+def test_green_space_layer(layers):
+    g, f = layers["green_space"].set_index("green_id"), layers["facilities"]
+    parks = f[f["facility_type"] == "park"].set_index("name")
+    named = g[g["kind"].isin(["park", "pocket_park"])]
+    assert sorted(named["name"]) == sorted(parks.index)
+    for gid, row in named.iterrows():  # each park's polygon is the lot whose centroid is its facility point
+        assert row.geometry.centroid.distance(parks.loc[row["name"], "geometry"]) < 1e-6, gid
+    v = layers["vacant"].set_index("parcel_id")
+    # the 8 m × 120 m strip V18 lies wholly in 解放大道北侧绿化带; the west belt G09 cuts into the reserve land V30
+    assert v.loc["V18", "geometry"].within(g.loc["G08", "geometry"])
+    assert g.loc["G09", "geometry"].intersection(v.loc["V30", "geometry"]).area > 3000
+    strips = g[~g["kind"].isin(["park", "pocket_park"])]
+    assert not shapely.intersects(np.asarray(strips.geometry.values)[:, None],
+                                  np.asarray(layers["compounds"].geometry.values)[None, :]).any()
+    assert g["protected"].dtype == bool and g.loc["G01", "protected"]
+
+
+def test_road_widths_and_vacant_tenure_fields(layers):
+    r = layers["roads"].set_index("name")
+    widths = load_toml("sample_district.toml")["road_widths"]
+    for name, row in r.iterrows():
+        assert row["width_m"] == widths["by_name"].get(name, widths["by_class"][row["road_class"]]), name
+    assert r.loc["财神巷", "width_m"] == 3.5 < 4.0   # an old lane below the fire-lane width
+    v = layers["vacant"].set_index("parcel_id")
+    assert v.loc["V26", "landuse_nature"] == "collective_unused" and v.loc["V04", "landuse_nature"] == \
+        "collective_construction"
+    assert v.loc[v["owner_type"].isin(["unknown", "owners_common"]), "landuse_nature"].isna().all()
+    assert v.loc["V18", "current_use"] == "道路绿化带" and v["needs_tenure_change"].isna().all()

@@ -139,3 +139,74 @@ def test_illegal_removal_rate_as_whole_percent_is_an_error():
     assert [p.severity for p in problems] == ["error"]
     assert problems[0].message.endswith("row 1 (id=C1): consent_rate_illegal_removal 85 is above 1 — looks like a "
                                        "percentage; give 0–1 or write it as '85%'")
+
+
+# ----------------------------------------------------------------------- constraint layers and pipeline fields
+def _polys(n: int) -> list:
+    return [shapely.box(500000 + i * 100, 3385000, 500050 + i * 100, 3385050) for i in range(n)]
+
+
+def test_heritage_and_green_space_layers_validate_with_chinese_names():
+    heritage = gpd.GeoDataFrame({"编号": ["H1", "H2", "H3", "H4"], "名称": ["鼓楼街区", "鼓楼", "县文庙", "粮仓"],
+                                 "保护类型": ["历史文化街区", "文物保护范围", "建设控制地带", "historic_building"],
+                                 "保护级别": ["省级", "省级", None, "市级"]}, geometry=_polys(4), crs="EPSG:4547")
+    out, problems = validate_layer(heritage, "heritage", current_year=2026)
+    assert problems == []
+    assert out["kind"].tolist() == ["historic_district", "protection_zone", "construction_control",
+                                    "historic_building"]
+    assert out["heritage_id"].tolist() == ["H1", "H2", "H3", "H4"] and out["protection_level"].iloc[0] == "省级"
+    green = gpd.GeoDataFrame({"绿地编号": ["G1", "G2", "G3"], "绿地类型": ["公园", "道路绿化带", "小区绿地"],
+                              "是否保护绿地": ["是", "否", None]}, geometry=_polys(3), crs="EPSG:4547")
+    out, problems = validate_layer(green, "green_space", current_year=2026)
+    assert problems == []
+    assert out["kind"].tolist() == ["park", "green_strip", "compound_green"]
+    assert out["protected"].tolist()[:2] == [True, False]
+
+
+def test_a_bad_heritage_kind_is_an_error_naming_row_and_field():
+    heritage = gpd.GeoDataFrame({"heritage_id": ["H1", "H2"], "kind": ["historic_district", "古树"]},
+                                geometry=_polys(2), crs="EPSG:4547")
+    _, problems = validate_layer(heritage, "heritage", source="h.gpkg", current_year=2026)
+    assert [(p.severity, p.row, p.feature_id, p.field) for p in problems] == [("error", 2, "H2", "kind")]
+    assert problems[0].message.startswith("h.gpkg layer 'heritage' row 2 (id=H2): kind '古树' is not a known value")
+    assert "historic_district" in problems[0].message
+
+
+def test_pipeline_fields_and_road_width():
+    gdf = _compounds(compound_id=["a", "b", "c"], name=["a", "b", "c"], build_year=[1990] * 3, households=[1] * 3,
+                     floor_area_m2=[1.0] * 3, 项目状态=["储备", "生成一批", "竣工"], 审核编号=[None, "JA-2026-001", None],
+                     计划年度=[None, "2027年", 2042], 实施主体=["城关街道办事处"] * 3, 位于历史文化街区=["是", "否", "否"])
+    out, problems = validate_layer(gdf, "compounds", current_year=2026)
+    assert out["pipeline_status"].tolist() == ["reserve", "generated", "completed"]
+    assert out["review_no"].iloc[1] == "JA-2026-001" and out["plan_year"].iloc[1] == 2027  # a future year is fine
+    assert out["in_historic_district"].tolist() == [True, False, False]
+    # 2042 is more than 15 years ahead of 2026 (schema.toml plan_year max_ahead = 15: 2041 is the last year allowed)
+    assert [(p.row, p.field) for p in problems] == [(3, "plan_year")]
+    assert problems[0].message.endswith("row 3 (id=c): plan_year 2042 is above 2041 — more than 15 years ahead "
+                                        "(now 2026)")
+
+    roads = gpd.GeoDataFrame({"道路等级": ["支路", "支路"], "路面宽度": ["3.5", "abc"]},
+                             geometry=[shapely.LineString([(0, 0), (1, 0)])] * 2, crs="EPSG:4547")
+    out, problems = validate_layer(roads, "roads", current_year=2026)
+    assert out["width_m"].iloc[0] == 3.5
+    assert [(p.row, p.field) for p in problems] == [(2, "width_m")]
+
+
+def test_a_folder_of_chinese_named_files_maps_to_the_constraint_layers(tmp_path):
+    from gis_planner.io import read_layers
+
+    compounds = _compounds(compound_id=["C1"], name=["幸福小区"], build_year=[1990], households=[100],
+                           floor_area_m2=[8000.0])
+    compounds = compounds.set_geometry(gpd.GeoSeries([shapely.box(500000, 3385000, 500100, 3385100)],
+                                                     crs="EPSG:4547"))
+    compounds.to_file(tmp_path / "小区.geojson")
+    gpd.GeoDataFrame({"编号": ["H1"], "类型": ["历史文化街区"]}, geometry=[shapely.box(500050, 3385000, 500150, 3385050)],
+                     crs="EPSG:4547").to_file(tmp_path / "历史文化街区.shp", encoding="utf-8")
+    gpd.GeoDataFrame({"编号": ["G1"], "类型": ["绿化带"]}, geometry=[shapely.box(500000, 3384990, 500200, 3384998)],
+                     crs="EPSG:4547").to_file(tmp_path / "绿地.geojson")
+    layers = read_layers(tmp_path)
+    assert layers.heritage["heritage_id"].tolist() == ["H1"] and layers.heritage["kind"].item() == "historic_district"
+    assert layers.green_space["kind"].item() == "green_strip"
+    assert layers.sources["heritage"] == "历史文化街区.shp" and layers.sources["green_space"] == "绿地.geojson"
+    assert {"heritage", "green_space"} <= set(layers.as_dict())
+    assert not [p for p in layers.report.problems if p.layer in ("heritage", "green_space")]

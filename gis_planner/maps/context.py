@@ -37,6 +37,8 @@ class MapContext:
     graph : the run's walking graph (in ``crs``), reused for the service areas; None: built from the roads.
     network : the plan's ``[network]`` settings (``node_crossings``, ``max_snap_m``); a key left out takes
         its default of ``data/defaults.toml``.
+    connections : walls to open / paths to connect between member compounds (``bundling.connections``).
+    constraints : constraint findings flagged for 一事一议 (``constraints.check``), with their geometry.
     """
 
     name: str
@@ -55,6 +57,8 @@ class MapContext:
     crs: Any
     graph: WalkGraph | None = None
     network: dict[str, Any] = field(default_factory=dict)
+    connections: gpd.GeoDataFrame | None = None
+    constraints: gpd.GeoDataFrame | None = None
 
     def network_setting(self, key: str) -> Any:
         """One ``[network]`` setting of the plan (its default when the plan does not set it)."""
@@ -136,6 +140,8 @@ def map_context(result: Any) -> MapContext:
         settings=dict(settings.get("map") or {}), crs=compounds.crs,
         graph=getattr(result, "graph", None),
         network=dict(settings.get("network") or {}),
+        connections=_nonempty(outputs.get("connections")),
+        constraints=_nonempty(outputs.get("constraint_findings")),
     )
 
 

@@ -512,6 +512,62 @@ def _proposed(d: Drawing) -> None:
     _add_points(d, d.show(prop), d.text["proposed"], "proposed", star=True)
 
 
+def _phasing(d: Drawing) -> None:
+    """Bundles by the year the phasing puts them in (分期实施; off at first), unplaced bundles grey."""
+    b = d.ctx.bundles
+    if b is None or "phase_year" not in b.columns:
+        return
+    shown = d.show(b)
+    years = pd.to_numeric(shown["phase_year"], errors="coerce")
+    placed = sorted(int(y) for y in years.dropna().unique())
+    ramp = d.style["phasing"]["years"]
+    colour_of = {y: ramp[min(k, len(ramp) - 1)] for k, y in enumerate(placed)}
+    unplaced = d.style["phasing"]["unplaced"]
+    palette = [*(colour_of[y] for y in placed), unplaced]
+    cat = [placed.index(int(y)) if pd.notna(y) else len(placed) for y in years]
+    tips = [html.escape(f"{bid} · " + (d.text["phase_year"].format(year=int(y)) if pd.notna(y)
+                                       else d.text["phase_unplaced"]))
+            for bid, y in zip(shown["bundle_id"].astype(str), years, strict=True)]
+    data = d.add_data(shown, tips, "bundles")
+    legend = [("fill", colour_of[y], d.text["phase_year"].format(year=y)) for y in placed]
+    if years.isna().any():
+        legend.append(("fill", unplaced, d.text["phase_unplaced"]))
+    d.add_layer(d.text["phasing"], data, {"cat": cat, "colors": palette, "weight": 1, "fillOpacity": 0.6,
+                                          "smooth": d.smooth}, legend=legend, show=False)
+
+
+def _connections(d: Drawing) -> None:
+    """Walls to open (打通围墙) and footpaths to connect (连通步行通道) between member compounds of a bundle."""
+    c = d.ctx.connections
+    if c is None:
+        return
+    shown = d.show(c)
+    kinds = shown["kind_zh" if d.lang == "zh" else "kind_en"].astype(str)
+    tips = [html.escape(f"{b} {a}–{z} · {k}") for b, a, z, k in zip(
+        shown["bundle_id"].astype(str), shown["compound_a"].astype(str), shown["compound_b"].astype(str), kinds,
+        strict=True)]
+    data = d.add_data(shown, tips)
+    colour = d.style["palette"]["connection"]
+    d.add_layer(d.text["connections"], data, {"color": colour, "fill": False, "weight": 5},
+                legend=[("line", colour, d.text["connections"])], on_top=True)
+
+
+def _constraints(d: Drawing) -> None:
+    """Constraint findings flagged for 一事一议 (heritage overlap, green space lost, narrow fire lane, tenure)."""
+    f = d.ctx.constraints
+    if f is None:
+        return
+    shown = d.show(f[f.geometry.notna() & ~f.geometry.is_empty])
+    if not len(shown):
+        return
+    label = shown["rule_zh" if d.lang == "zh" else "rule_id"].astype(str)
+    tips = [html.escape(f"{o} · {r}") for o, r in zip(shown["object_id"].astype(str), label, strict=True)]
+    data = d.add_data(shown, tips)
+    colour = d.style["palette"]["constraint"]
+    d.add_layer(d.text["constraints"], data, {"color": colour, "weight": 3, "fillOpacity": 0.35, "dash": "4 3"},
+                legend=[("fill", colour, d.text["constraints"])], on_top=True)
+
+
 _PLAN_AND_BUNDLE = frozenset({"plan", "bundle"})
 
 #: The layer table, in drawing order: which kinds of map draw each layer (a layer without data is skipped).
@@ -522,7 +578,9 @@ LAYERS: tuple[MapLayer, ...] = (
     MapLayer("compounds_eligibility", _PLAN_AND_BUNDLE, _compounds_by_eligibility),
     MapLayer("compounds_gaps", _PLAN_AND_BUNDLE, _compounds_by_gaps),
     MapLayer("compounds_verify", _PLAN_AND_BUNDLE, _compounds_to_verify),
+    MapLayer("phasing", frozenset({"plan"}), _phasing),
     MapLayer("bundles", _PLAN_AND_BUNDLE, _bundles),
+    MapLayer("connections", _PLAN_AND_BUNDLE, _connections),
     MapLayer("vacant", MAP_KINDS, _vacant),
     MapLayer("boundaries", frozenset({"plan"}), _boundaries),
     MapLayer("service_areas", MAP_KINDS, _service_areas),
@@ -530,4 +588,5 @@ LAYERS: tuple[MapLayer, ...] = (
     MapLayer("pairings", _PLAN_AND_BUNDLE, _pairings),
     MapLayer("facilities", MAP_KINDS, _facilities),
     MapLayer("proposed", MAP_KINDS, _proposed),
+    MapLayer("constraints", _PLAN_AND_BUNDLE, _constraints),
 )
